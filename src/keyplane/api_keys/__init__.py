@@ -1,0 +1,1 @@
+"""API keys: create, list, edit, revoke, re-activate, delete."""

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from keyplane.api_keys import service
+from keyplane.api_keys.repository import ApiKeyFilters
+from keyplane.api_keys.schemas import (
+    ApiKeyActiveState,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyRead,
+    ApiKeyUpdate,
+    ApiKeyVerification,
+    ApiKeyVerify,
+    api_key_read,
+)
+from keyplane.auth.dependencies import CurrentPrincipal
+from keyplane.kit.db import DbSession
+from keyplane.kit.pagination import PageRequest, list_meta, page_request, resolve_limit
+from keyplane.kit.time import utcnow
+from keyplane.runtime import RuntimeDep
+
+router = APIRouter(prefix="/v1/apiKeys", tags=["apiKeys"])
+
+
+@router.get("", response_model=ApiKeyList, operation_id="v1ApiKeysList")
+async def list_api_keys(
+    principal: CurrentPrincipal,
+    session: DbSession,
+    runtime: RuntimeDep,
+    page: Annotated[PageRequest, Depends(page_request)],
+    user_uid: Annotated[
+        str | None, Query(alias="userUid", max_length=64, description="Only this user's keys.")
+    ] = None,
+    is_active: Annotated[
+        bool | None, Query(alias="isActive", description="Only active (true) or revoked keys.")
+    ] = None,
+) -> ApiKeyList:
+    """Every key of the tenant for a tenant admin; one's own keys for anyone else."""
+    settings = runtime.settings
+    limit = resolve_limit(page, settings.page_default_limit, settings.page_max_limit)
+    rows, total = await service.list_api_keys(
+        session,
+        principal,
+        ApiKeyFilters(user_uid=user_uid, is_active=is_active),
+        page.offset,
+        limit,
+    )
+    now = utcnow()
+    items = [api_key_read(key, owner, now) for key, owner in rows]
+    if limit is None:
+        return ApiKeyList(items=items)
+    return ApiKeyList(items=items, listmeta=list_meta(page, limit, len(items), total))
+
+
+@router.post("", status_code=201, response_model=ApiKeyCreated, operation_id="v1ApiKeysCreate")
+async def create_api_key(
+    body: ApiKeyCreate, principal: CurrentPrincipal, session: DbSession, runtime: RuntimeDep
+) -> ApiKeyCreated:
+    """Create a key. The value is in this response and nowhere else, ever."""
+    key, _owner, value = await service.create_api_key(
+        session,
+        runtime,
+        principal,
+        name=body.metadata.name,
+        description=body.metadata.annotations.description,
+        expires_at=body.spec.expiry,
+        user_uid=body.spec.user_uid,
+    )
+    return ApiKeyCreated(api_key=value, uid=key.uid)
+
+
+@router.post("/verify", response_model=ApiKeyVerification, operation_id="v1ApiKeysVerify")
+async def verify_api_key(
+    body: ApiKeyVerify, principal: CurrentPrincipal, session: DbSession, runtime: RuntimeDep
+) -> ApiKeyVerification:
+    """For a tenant's own services: is this key valid right now, and whose is it?
+    Authorised by a tenant admin's or a verifier's key; keys of other tenants read as
+    NOT_FOUND."""
+    result = await service.verify_api_key(session, runtime, principal, body.key.strip())
+    key = result.key
+    return ApiKeyVerification(
+        valid=result.valid,
+        code=result.code.value,
+        key_uid=key.uid if key else None,
+        user_uid=key.user_uid if key else None,
+        tenant_uid=key.tenant_uid if key else None,
+        expiry=key.expires_at if key else None,
+    )
+
+
+@router.get("/{uid}", response_model=ApiKeyRead, operation_id="v1ApiKeysUidGet")
+async def get_api_key(uid: str, principal: CurrentPrincipal, session: DbSession) -> ApiKeyRead:
+    """One key, if the caller may see it (404 otherwise)."""
+    key, owner = await service.get_api_key(session, principal, uid)
+    return api_key_read(key, owner, utcnow())
+
+
+@router.put("/{uid}", status_code=204, operation_id="v1ApiKeysUidUpdate")
+async def update_api_key(
+    uid: str,
+    body: ApiKeyUpdate,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    runtime: RuntimeDep,
+) -> Response:
+    """Change name, description or expiry; fields left out keep their value."""
+    annotations = body.metadata.annotations
+    await service.update_api_key(
+        session,
+        runtime,
+        principal,
+        uid,
+        name=body.metadata.name,
+        description=annotations.description if annotations else None,
+        expires_at=body.spec.expiry,
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/{uid}", status_code=204, operation_id="v1ApiKeysUidDelete")
+async def delete_api_key(uid: str, principal: CurrentPrincipal, session: DbSession) -> Response:
+    """Delete a key; it never authenticates again."""
+    await service.delete_api_key(session, principal, uid)
+    return Response(status_code=204)
+
+
+@router.patch("/{uid}", status_code=204, operation_id="v1ApiKeysUidActiveState")
+async def patch_api_key_state(
+    uid: str, body: ApiKeyActiveState, principal: CurrentPrincipal, session: DbSession
+) -> Response:
+    """Revoke (``isActive: false``) or re-activate (``true``) a key."""
+    await service.set_api_key_active(session, principal, uid, body.is_active)
+    return Response(status_code=204)
+
+
+@router.put("/{uid}/state", status_code=204, operation_id="v1ApiKeysUidState")
+async def put_api_key_state(
+    uid: str, body: ApiKeyActiveState, principal: CurrentPrincipal, session: DbSession
+) -> Response:
+    """Revoke (``isActive: false``) or re-activate (``true``) a key."""
+    await service.set_api_key_active(session, principal, uid, body.is_active)
+    return Response(status_code=204)

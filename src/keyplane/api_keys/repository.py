@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyplane.auth.principal import Principal
+from keyplane.models import ApiKey, User
+
+
+class ApiKeyOrder(StrEnum):
+    CREATED = "created"
+    NAME = "name"
+    EXPIRY = "expiry"
+    LAST_USED = "lastUsed"
+    USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyFilters:
+    user_uid: str | None = None
+    is_active: bool | None = None
+    order: ApiKeyOrder = ApiKeyOrder.CREATED
+    descending: bool = False
+
+
+_ORDER_COLUMNS: dict[ApiKeyOrder, tuple[Any, ...]] = {
+    ApiKeyOrder.CREATED: (ApiKey.created_at,),
+    ApiKeyOrder.NAME: (func.lower(ApiKey.name),),
+    ApiKeyOrder.EXPIRY: (ApiKey.expires_at,),
+    ApiKeyOrder.LAST_USED: (ApiKey.last_used_at,),
+    ApiKeyOrder.USER: (func.lower(User.first_name), func.lower(User.last_name), User.email),
+}
+
+
+def visible_keys(principal: Principal) -> Select[ApiKey, User]:
+    """The one place key reads are scoped: a tenant admin sees the tenant's keys, anyone
+    else their own. Every query below starts here."""
+    statement = (
+        select(ApiKey, User)
+        .join(User, User.uid == ApiKey.user_uid)
+        .where(ApiKey.tenant_uid == principal.tenant_uid)
+    )
+    if not principal.is_tenant_admin:
+        statement = statement.where(ApiKey.user_uid == principal.user_uid)
+    return statement
+
+
+def visible_for_verification(principal: Principal) -> Select[ApiKey, User]:
+    """Verifiers check any key of their own tenant, and nothing of any other tenant."""
+    return (
+        select(ApiKey, User)
+        .join(User, User.uid == ApiKey.user_uid)
+        .where(ApiKey.tenant_uid == principal.tenant_uid)
+    )
+
+
+async def find_for_verification(
+    session: AsyncSession, principal: Principal, key_hash: str
+) -> tuple[ApiKey, User] | None:
+    statement = visible_for_verification(principal).where(ApiKey.key_hash == key_hash)
+    row = (await session.execute(statement)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def get_with_owner(
+    session: AsyncSession, principal: Principal, uid: str, *, for_update: bool = False
+) -> tuple[ApiKey, User] | None:
+    statement = visible_keys(principal).where(ApiKey.uid == uid)
+    if for_update:
+        statement = statement.with_for_update(of=ApiKey)
+    row = (await session.execute(statement)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def list_page(
+    session: AsyncSession,
+    principal: Principal,
+    filters: ApiKeyFilters,
+    offset: int,
+    limit: int | None,
+) -> tuple[Sequence[tuple[ApiKey, User]], int]:
+    statement = visible_keys(principal)
+    if filters.user_uid is not None:
+        statement = statement.where(ApiKey.user_uid == filters.user_uid)
+    if filters.is_active is not None:
+        statement = statement.where(ApiKey.is_active.is_(filters.is_active))
+    total = await session.scalar(
+        select(func.count()).select_from(statement.with_only_columns(ApiKey.uid).subquery())
+    )
+    columns = (*_ORDER_COLUMNS[filters.order], ApiKey.uid)
+    ordered = statement.order_by(
+        *(column.desc() if filters.descending else column.asc() for column in columns)
+    ).offset(offset)
+    if limit is not None:
+        ordered = ordered.limit(limit)
+    rows = (await session.execute(ordered)).all()
+    return [(row[0], row[1]) for row in rows], int(total or 0)
+
+
+async def count_owned_by(session: AsyncSession, principal: Principal, user_uid: str) -> int:
+    statement = visible_keys(principal).where(ApiKey.user_uid == user_uid)
+    total = await session.scalar(
+        select(func.count()).select_from(statement.with_only_columns(ApiKey.uid).subquery())
+    )
+    return int(total or 0)
+
+
+async def count_by_owner(
+    session: AsyncSession, principal: Principal, user_uids: Sequence[str]
+) -> dict[str, int]:
+    """How many keys each of these users owns (users without keys are left out)."""
+    if not user_uids:
+        return {}
+    statement = (
+        visible_keys(principal)
+        .with_only_columns(ApiKey.user_uid, func.count(ApiKey.uid))
+        .where(ApiKey.user_uid.in_(user_uids))
+        .group_by(ApiKey.user_uid)
+    )
+    rows = (await session.execute(statement)).all()
+    return {str(user_uid): int(count) for user_uid, count in rows}
+
+
+async def name_taken(
+    session: AsyncSession, principal: Principal, user_uid: str, name: str, except_uid: str = ""
+) -> bool:
+    statement = (
+        visible_keys(principal)
+        .with_only_columns(ApiKey.uid)
+        .where(ApiKey.user_uid == user_uid, ApiKey.name == name, ApiKey.uid != except_uid)
+    )
+    return (await session.scalar(statement.limit(1))) is not None

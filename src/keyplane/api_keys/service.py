@@ -1,0 +1,311 @@
+"""The rules of API keys, shared by the REST API, the console and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyplane.api_keys import repository
+from keyplane.api_keys.repository import ApiKeyFilters
+from keyplane.audit import service as audit
+from keyplane.audit.actions import Action, ResourceKind
+from keyplane.auth.principal import Principal
+from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from keyplane.kit.invalidation import Invalidation, publish
+from keyplane.kit.keys import generate_api_key, is_well_formed_api_key
+from keyplane.kit.time import rfc3339, utcnow
+from keyplane.models import ApiKey, Role, User
+from keyplane.runtime import Runtime
+from keyplane.tenants import service as tenants
+from keyplane.users import repository as users
+
+
+def _not_found() -> NotFound:
+    return NotFound("No such API key.", code="ApiKeyNotFound")
+
+
+def _check_expiry(runtime: Runtime, expires_at: datetime, now: datetime) -> datetime:
+    if expires_at <= now:
+        raise ValidationFailed(
+            "The expiry must be in the future.",
+            code="ApiKeyExpiryInPast",
+            details={"field": "spec.expiry"},
+        )
+    latest = now + timedelta(days=runtime.settings.api_key_max_lifetime_days)
+    if expires_at > latest:
+        raise ValidationFailed(
+            f"The expiry may be at most {runtime.settings.api_key_max_lifetime_days} days "
+            f"ahead (until {rfc3339(latest)}).",
+            code="ApiKeyExpiryTooFar",
+            details={"field": "spec.expiry"},
+        )
+    return expires_at
+
+
+async def _resolve_owner(session: AsyncSession, principal: Principal, user_uid: str | None) -> User:
+    # Palette's Go SDK sends the tenant's uid to mean "the caller".
+    if user_uid in (None, "", principal.user_uid, principal.tenant_uid):
+        owner_uid = principal.user_uid
+    elif not principal.is_tenant_admin:
+        raise Forbidden("Only tenant admins can create API keys for other users.", code="Forbidden")
+    else:
+        owner_uid = user_uid
+    # Locked so that two concurrent creates for one user cannot both pass the limit.
+    owner = await users.get_for_update(session, principal, owner_uid)
+    if owner is None:
+        raise ValidationFailed(
+            "spec.userUid names no user of this tenant.",
+            code="UnknownUser",
+            details={"field": "spec.userUid"},
+        )
+    if not owner.is_active:
+        raise ValidationFailed(
+            "This user is deactivated; re-activate them before creating keys for them.",
+            code="UserInactive",
+            details={"field": "spec.userUid"},
+        )
+    return owner
+
+
+async def create_api_key(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    name: str,
+    description: str | None,
+    expires_at: datetime | None,
+    user_uid: str | None,
+) -> tuple[ApiKey, User, str]:
+    """Returns the key, its owner, and the value: the only time the value exists."""
+    now = utcnow()
+    default_expiry = now + timedelta(days=runtime.settings.api_key_default_lifetime_days)
+    expiry = _check_expiry(runtime, expires_at or default_expiry, now)
+    owner = await _resolve_owner(session, principal, user_uid)
+
+    limit = await tenants.api_key_limit(session, runtime.settings, principal.tenant_uid)
+    if await repository.count_owned_by(session, principal, owner.uid) >= limit:
+        raise Conflict(
+            f"This user already has {limit} API keys, the tenant's limit: delete one, or ask a "
+            "tenant admin to raise the limit.",
+            code="ApiKeyLimitReached",
+            details={"kind": "apiKey", "limit": limit},
+        )
+    if await repository.name_taken(session, principal, owner.uid, name):
+        raise Conflict(
+            "This user already has an API key with this name.",
+            code="ApiKeyNameTaken",
+            details={"field": "metadata.name"},
+        )
+
+    value = generate_api_key()
+    key = ApiKey(
+        tenant_uid=principal.tenant_uid,
+        user_uid=owner.uid,
+        created_by_uid=principal.user_uid,
+        name=name,
+        description=description or "",
+        expires_at=expiry,
+        is_active=True,
+        key_hash=runtime.secret_hasher.hash(value),
+        created_at=now,
+        modified_at=now,
+    )
+    session.add(key)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        Action.API_KEY_CREATE,
+        ResourceKind.API_KEY,
+        key.uid,
+        key.name,
+        message=f"for {owner.email}, expires {rfc3339(expiry)}",
+    )
+    return key, owner, value
+
+
+async def list_api_keys(
+    session: AsyncSession,
+    principal: Principal,
+    filters: ApiKeyFilters,
+    offset: int,
+    limit: int | None,
+) -> tuple[Sequence[tuple[ApiKey, User]], int]:
+    if (
+        filters.user_uid is not None
+        and filters.user_uid != principal.user_uid
+        and not principal.is_tenant_admin
+    ):
+        raise Forbidden("Only tenant admins can list other users' API keys.")
+    return await repository.list_page(session, principal, filters, offset, limit)
+
+
+async def count_keys_by_owner(
+    session: AsyncSession, principal: Principal, user_uids: Sequence[str]
+) -> dict[str, int]:
+    """How many keys each user owns, counting only keys the caller may see."""
+    return await repository.count_by_owner(session, principal, user_uids)
+
+
+async def get_api_key(session: AsyncSession, principal: Principal, uid: str) -> tuple[ApiKey, User]:
+    found = await repository.get_with_owner(session, principal, uid)
+    if found is None:
+        raise _not_found()
+    return found
+
+
+async def _get_for_change(
+    session: AsyncSession, principal: Principal, uid: str
+) -> tuple[ApiKey, User]:
+    found = await repository.get_with_owner(session, principal, uid, for_update=True)
+    if found is None:
+        raise _not_found()
+    return found
+
+
+async def update_api_key(
+    session: AsyncSession,
+    runtime: Runtime,
+    principal: Principal,
+    uid: str,
+    *,
+    name: str | None,
+    description: str | None,
+    expires_at: datetime | None,
+) -> ApiKey:
+    """Name, description and expiry; never the value, never the owner."""
+    key, owner = await _get_for_change(session, principal, uid)
+    now = utcnow()
+    changed: list[str] = []
+    # Every check before any change: a caller that shows the error (the console) and
+    # commits must not store half an edit.
+    new_expiry = (
+        _check_expiry(runtime, expires_at, now)
+        if expires_at is not None and expires_at != key.expires_at
+        else None
+    )
+    if name is not None and name != key.name:
+        if await repository.name_taken(session, principal, owner.uid, name, except_uid=key.uid):
+            raise Conflict(
+                "This user already has an API key with this name.",
+                code="ApiKeyNameTaken",
+                details={"field": "metadata.name"},
+            )
+        key.name = name
+        changed.append("name")
+    if description is not None and description != key.description:
+        key.description = description
+        changed.append("description")
+    if new_expiry is not None:
+        key.expires_at = new_expiry
+        changed.append("expiry")
+        await publish(session, Invalidation.key(key.uid))
+    if changed:
+        key.modified_at = now
+        await session.flush()
+        audit.record(
+            session,
+            principal,
+            Action.API_KEY_UPDATE,
+            ResourceKind.API_KEY,
+            key.uid,
+            key.name,
+            message="changed " + ", ".join(changed),
+        )
+    return key
+
+
+async def set_api_key_active(
+    session: AsyncSession, principal: Principal, uid: str, active: bool
+) -> ApiKey:
+    """Revoke (False) or re-activate (True). Setting the state a key already has is a no-op."""
+    key, _owner = await _get_for_change(session, principal, uid)
+    now = utcnow()
+    if active and key.is_expired(now):
+        raise Conflict(
+            f"This API key expired at {rfc3339(key.expires_at)}: extend its expiry before "
+            "re-activating it.",
+            code="ApiKeyExpired",
+        )
+    if key.is_active == active:
+        return key
+    key.is_active = active
+    key.modified_at = now
+    await session.flush()
+    await publish(session, Invalidation.key(key.uid))
+    audit.record(
+        session,
+        principal,
+        Action.API_KEY_REACTIVATE if active else Action.API_KEY_REVOKE,
+        ResourceKind.API_KEY,
+        key.uid,
+        key.name,
+    )
+    return key
+
+
+class VerificationCode(StrEnum):
+    VALID = "VALID"
+    REVOKED = "REVOKED"
+    EXPIRED = "EXPIRED"
+    NOT_FOUND = "NOT_FOUND"
+    USER_INACTIVE = "USER_INACTIVE"
+    MALFORMED = "MALFORMED"
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    code: VerificationCode
+    key: ApiKey | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.code is VerificationCode.VALID
+
+
+async def verify_api_key(
+    session: AsyncSession, runtime: Runtime, principal: Principal, value: str
+) -> Verification:
+    """What a tenant's own service asks about a key its caller presented."""
+    if principal.role not in {Role.TENANT_ADMIN, Role.VERIFIER}:
+        raise Forbidden(
+            "Verifying keys needs a tenant admin's or a verifier's key.", code="Forbidden"
+        )
+    if not is_well_formed_api_key(value):
+        return Verification(VerificationCode.MALFORMED)
+    found = await repository.find_for_verification(
+        session, principal, runtime.secret_hasher.hash(value)
+    )
+    if found is None:
+        return Verification(VerificationCode.NOT_FOUND)
+    key, owner = found
+    now = utcnow()
+    if not key.is_active:
+        return Verification(VerificationCode.REVOKED, key)
+    if key.is_expired(now):
+        return Verification(VerificationCode.EXPIRED, key)
+    if not owner.is_active:
+        return Verification(VerificationCode.USER_INACTIVE, key)
+    runtime.last_used.record(key.uid, now)
+    return Verification(VerificationCode.VALID, key)
+
+
+async def revoke_api_key(session: AsyncSession, principal: Principal, uid: str) -> ApiKey:
+    return await set_api_key_active(session, principal, uid, False)
+
+
+async def reactivate_api_key(session: AsyncSession, principal: Principal, uid: str) -> ApiKey:
+    return await set_api_key_active(session, principal, uid, True)
+
+
+async def delete_api_key(session: AsyncSession, principal: Principal, uid: str) -> None:
+    key, _owner = await _get_for_change(session, principal, uid)
+    await session.delete(key)
+    await session.flush()
+    await publish(session, Invalidation.key(key.uid))
+    audit.record(session, principal, Action.API_KEY_DELETE, ResourceKind.API_KEY, key.uid, key.name)

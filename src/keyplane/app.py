@@ -1,0 +1,163 @@
+"""The application factory. Nothing happens at import: ``create_app`` builds, the lifespan
+connects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from keyplane import __version__
+from keyplane.api_keys.endpoints import router as api_keys_router
+from keyplane.audit.endpoints import router as audit_router
+from keyplane.auth.endpoints import router as auth_router
+from keyplane.console.router import router as console_router
+from keyplane.console.templating import STATIC_DIR
+from keyplane.kit.db import create_engine
+from keyplane.kit.errors import ErrorBody, install_error_handlers
+from keyplane.kit.middleware import RequestContextMiddleware
+from keyplane.kit.migrations import current_revision, head_revision
+from keyplane.runtime import Runtime, invalidation_listener
+from keyplane.settings import Settings
+from keyplane.tenants.endpoints import router as tenants_router
+from keyplane.users.endpoints import router as users_router
+
+logger = logging.getLogger("keyplane")
+
+DESCRIPTION = """\
+Keyplane manages API keys for the users of each tenant, with Palette's `/v1/apiKeys` API.
+
+Authenticate with an API key in the `ApiKey` header, or with a session token from
+`POST /v1/auth/authenticate` in the `Authorization` header. Errors are
+`{"code", "message", "details", "ref"}`.
+"""
+
+_ERROR_STATUSES = {
+    "400": "Invalid request",
+    "401": "Missing, invalid, revoked or expired credential",
+    "403": "Not allowed for this caller",
+    "404": "No such resource (or not visible to this caller)",
+    "409": "Conflicts with the current state",
+    "429": "Too many requests",
+    "503": "The database cannot be reached",
+}
+
+
+SWAGGER_UI = "/static/vendor/swagger-ui-5.35.0"
+
+
+class DatabaseNotMigrated(RuntimeError):
+    pass
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        current, head = await current_revision(engine), head_revision()
+        if current != head:
+            raise DatabaseNotMigrated(
+                f"The database schema is at revision {current or 'none'}, not {head}: run "
+                "`keyplane db upgrade` first."
+            )
+        runtime = Runtime.build(settings, engine)
+        app.state.runtime = runtime
+        app.state.sessionmaker = runtime.sessionmaker
+        tasks = [
+            asyncio.create_task(
+                runtime.last_used.run(runtime.sessionmaker, settings.last_used_flush_seconds)
+            ),
+            asyncio.create_task(invalidation_listener(runtime).run()),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            try:
+                await runtime.last_used.flush(runtime.sessionmaker)
+            except Exception:
+                logger.warning("could not write last-used times at shutdown", exc_info=True)
+    finally:
+        await engine.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(
+        title="Keyplane",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (auth_router, api_keys_router, users_router, audit_router, tenants_router):
+        app.include_router(router)
+    app.include_router(console_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_body_bytes)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        # Served from the package: Keyplane never needs the internet at run time.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Keyplane API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    @app.get("/healthz", tags=["health"], operation_id="healthz", include_in_schema=True)
+    async def healthz() -> dict[str, str]:
+        """Liveness: answers without authentication or database access."""
+        return {"status": "ok"}
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi_with_palette_errors(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For uvicorn's ``--factory`` (each worker process builds its own app from the
+    environment)."""
+    return create_app(Settings())
+
+
+def _openapi_with_palette_errors(app: FastAPI) -> dict[str, object]:
+    """FastAPI documents 422 validation errors; Keyplane answers 400 with Palette's body."""
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    error_ref = {
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    }
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status, description in _ERROR_STATUSES.items():
+                responses.setdefault(status, {"description": description, **error_ref})
+    return schema

@@ -1,0 +1,46 @@
+"""What can be recorded, and how each action maps onto Palette's ``actionType``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ResourceKind(StrEnum):
+    API_KEY = "apiKey"
+    USER = "user"
+    TENANT = "tenant"
+    RESOURCE_LIMIT = "resourceLimit"
+
+
+class Action(StrEnum):
+    API_KEY_CREATE = "apiKey.create"
+    API_KEY_UPDATE = "apiKey.update"
+    API_KEY_REVOKE = "apiKey.revoke"
+    API_KEY_REACTIVATE = "apiKey.reactivate"
+    API_KEY_DELETE = "apiKey.delete"
+    USER_CREATE = "user.create"
+    USER_UPDATE = "user.update"
+    USER_DEACTIVATE = "user.deactivate"
+    USER_REACTIVATE = "user.reactivate"
+    USER_DELETE = "user.delete"
+    TENANT_CREATE = "tenant.create"
+    RESOURCE_LIMIT_UPDATE = "resourceLimit.update"
+    LOGIN = "auth.login"
+    LOGOUT = "auth.logout"
+
+    @property
+    def action_type(self) -> str:
+        """Palette's coarse ``actionType``: create, update, delete or activity."""
+        verb = self.value.split(".", 1)[1]
+        if verb == "create":
+            return "create"
+        if verb == "delete":
+            return "delete"
+        if verb in {"login", "logout"}:
+            return "activity"
+        return "update"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"

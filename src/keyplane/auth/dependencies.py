@@ -1,0 +1,62 @@
+"""The FastAPI dependency that authenticates every protected request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from keyplane.auth import service
+from keyplane.auth.principal import Principal
+from keyplane.kit.db import DbSession
+from keyplane.kit.errors import Unauthorized, too_many_failures
+from keyplane.runtime import RuntimeDep
+
+api_key_header = APIKeyHeader(
+    name="ApiKey",
+    scheme_name="ApiKey",
+    description="An API key, created under My API Keys or with POST /v1/apiKeys.",
+    auto_error=False,
+)
+authorization_header = APIKeyHeader(
+    name="Authorization",
+    scheme_name="Authorization",
+    description="A session token from POST /v1/auth/authenticate (a Bearer prefix is allowed).",
+    auto_error=False,
+)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+async def get_principal(
+    request: Request,
+    session: DbSession,
+    runtime: RuntimeDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    authorization: Annotated[str | None, Security(authorization_header)],
+) -> Principal:
+    address = client_address(request)
+    if api_key is None and not authorization:
+        raise Unauthorized(
+            "Authentication required: send an ApiKey header, or an Authorization header with "
+            "a token from POST /v1/auth/authenticate.",
+            code="AuthenticationRequired",
+        )
+    try:
+        if api_key is not None:
+            return await service.authenticate_api_key(session, runtime, api_key.strip(), address)
+        assert authorization is not None
+        scheme, _, rest = authorization.strip().partition(" ")
+        token = rest.strip() if scheme.lower() == "bearer" else authorization.strip()
+        return await service.authenticate_session_token(session, runtime, token, address)
+    except Unauthorized:
+        # Valid credentials never reach this point, so they are never slowed down.
+        if not runtime.auth_failures.record_failure(address):
+            raise too_many_failures(runtime.auth_failures.retry_after(address)) from None
+        raise
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

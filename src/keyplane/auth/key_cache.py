@@ -1,0 +1,153 @@
+"""Verified key snapshots in process memory, so that checking a key costs no database read.
+
+Rules, each of them a reason an entry is not used:
+- Expiry is in the snapshot and compared with the clock on every request: an entry never
+  says "valid", it says what the database said.
+- Any change that can turn a key invalid invalidates it here and, through the channel, in
+  every other worker and instance (``keyplane.kit.invalidation``).
+- An entry older than ``max_age`` is read again, even with a healthy channel.
+- While the channel is down the cache is off: every request reads through.
+- A read that overlaps an invalidation does not fill the cache (``generation``), so a
+  snapshot taken before a revoke committed cannot outlive the revoke.
+Unknown keys get a small, short-lived negative entry, so that a flood of random well-formed
+keys does not reach the database each time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from keyplane.kit.invalidation import Invalidation, InvalidationKind
+
+
+@dataclass(frozen=True, slots=True)
+class KeySnapshot:
+    key_uid: str
+    key_hash: str
+    tenant_uid: str
+    tenant_name: str
+    user_uid: str
+    email: str
+    first_name: str
+    last_name: str
+    role: str
+    user_active: bool
+    key_active: bool
+    expires_at: datetime
+
+
+class KeyCache:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_age_seconds: float,
+        max_negative_entries: int,
+        negative_ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_age = max_age_seconds
+        self.max_negative_entries = max_negative_entries
+        self.negative_ttl = negative_ttl_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[KeySnapshot, float]] = OrderedDict()
+        self._negative: OrderedDict[str, float] = OrderedDict()
+        self._by_key: dict[str, str] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self.generation = 0
+        # Off until the invalidation channel reports itself connected.
+        self.enabled = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def negative_size(self) -> int:
+        return len(self._negative)
+
+    def get(self, key_hash: str) -> KeySnapshot | None:
+        if not self.enabled:
+            return None
+        found = self._entries.get(key_hash)
+        if found is None:
+            return None
+        snapshot, stored_at = found
+        if self._clock() - stored_at > self.max_age:
+            self._drop(key_hash)
+            return None
+        # Least recently used goes first when the cache is full: busy keys stay.
+        self._entries.move_to_end(key_hash)
+        return snapshot
+
+    def is_known_unknown(self, key_hash: str) -> bool:
+        if not self.enabled:
+            return False
+        stored_at = self._negative.get(key_hash)
+        if stored_at is None:
+            return False
+        if self._clock() - stored_at > self.negative_ttl:
+            del self._negative[key_hash]
+            return False
+        return True
+
+    def put(self, snapshot: KeySnapshot, generation: int) -> None:
+        if not self.enabled or generation != self.generation:
+            return
+        self._drop(snapshot.key_hash)
+        self._entries[snapshot.key_hash] = (snapshot, self._clock())
+        self._by_key[snapshot.key_uid] = snapshot.key_hash
+        self._by_user.setdefault(snapshot.user_uid, set()).add(snapshot.key_hash)
+        while len(self._entries) > self.max_entries:
+            oldest = next(iter(self._entries))
+            self._drop(oldest)
+
+    def put_unknown(self, key_hash: str, generation: int) -> None:
+        if not self.enabled or generation != self.generation:
+            return
+        self._negative[key_hash] = self._clock()
+        self._negative.move_to_end(key_hash)
+        while len(self._negative) > self.max_negative_entries:
+            self._negative.popitem(last=False)
+
+    def apply(self, invalidations: Iterable[Invalidation]) -> None:
+        self.generation += 1
+        for invalidation in invalidations:
+            if invalidation.kind is InvalidationKind.KEY:
+                key_hash = self._by_key.get(invalidation.uid)
+                if key_hash is not None:
+                    self._drop(key_hash)
+            elif invalidation.kind is InvalidationKind.USER:
+                for key_hash in list(self._by_user.get(invalidation.uid, ())):
+                    self._drop(key_hash)
+            else:
+                self.clear()
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+        self._negative.clear()
+        self._by_key.clear()
+        self._by_user.clear()
+
+    def set_enabled(self, enabled: bool) -> None:
+        if enabled != self.enabled:
+            # Whatever was cached may have missed invalidations while the channel was down.
+            self.clear()
+        self.enabled = enabled
+
+    def _drop(self, key_hash: str) -> None:
+        found = self._entries.pop(key_hash, None)
+        if found is None:
+            return
+        snapshot = found[0]
+        self._by_key.pop(snapshot.key_uid, None)
+        hashes = self._by_user.get(snapshot.user_uid)
+        if hashes is not None:
+            hashes.discard(key_hash)
+            if not hashes:
+                del self._by_user[snapshot.user_uid]

@@ -1,0 +1,286 @@
+"""How the remote commands print: aligned Rich tables for people, plain JSON for scripts.
+
+Data always goes to stdout and everything else (warnings, errors, prompts) to stderr, so
+that ``keyplane ... -o json | jq`` and ``KEY=$(keyplane keys create ci --quiet)`` work.
+Nothing from the server is ever read as Rich markup. When stdout is not a terminal the
+tables carry no colour, are never wrapped or cut to a terminal width, and have no trailing
+spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import typer
+from rich.cells import cell_len
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from keyplane.client import ApiKey, AuditEvent, ResourceLimit, User
+
+_PADDING = 2
+# Wide enough that no row of a table is ever wrapped when the output is not a terminal.
+_UNBOUNDED_WIDTH = 10_000
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+def _console() -> Console:
+    if sys.stdout.isatty():
+        return Console(highlight=False, markup=False, emoji=False)
+    return Console(
+        width=_UNBOUNDED_WIDTH,
+        color_system=None,
+        force_terminal=False,
+        force_interactive=False,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+
+
+def _print(renderable: Table, least_width: int = 0) -> None:
+    console = _console()
+    if console.is_terminal:
+        # Rich would squeeze or hide whole columns rather than overflow a narrow terminal;
+        # print at full width instead and let the terminal wrap, so no value is lost.
+        if least_width > console.width:
+            unbounded = console.options.update(width=_UNBOUNDED_WIDTH)
+            console.width = Measurement.get(console, unbounded, renderable).maximum
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    lines = [line.rstrip() for line in captured.get().splitlines()]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+
+
+# --- plain lines ---------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    """A line for people on stdout (table output only)."""
+    typer.echo(text)
+
+
+def note(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def warn(text: str) -> None:
+    typer.secho(f"Warning: {text}", fg="yellow", err=True)
+
+
+def error(text: str) -> None:
+    typer.secho(text, fg="red", err=True)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+def when(moment: datetime | None, missing: str = "-") -> str:
+    if moment is None:
+        return missing
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def key_state(key: ApiKey) -> str:
+    if not key.is_active:
+        return "Inactive"
+    if key.is_expired:
+        return "Expired"
+    return "Active"
+
+
+def user_state(user: User) -> str:
+    return "Active" if user.is_active else "Inactive"
+
+
+_STATE_STYLES = {"Active": "green", "Inactive": "red", "Expired": "yellow"}
+
+
+def _state(text: str) -> Text:
+    return Text(text, style=_STATE_STYLES.get(text, ""))
+
+
+# --- tables ----------------------------------------------------------------------------
+
+
+# Free text may wrap in a narrow terminal; identifiers, emails and dates never do.
+_WRAPPING_COLUMNS = frozenset({"NAME", "RESOURCE", "MESSAGE"})
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str | Text]]) -> None:
+    grid = Table(box=None, pad_edge=False, header_style="bold", padding=(0, _PADDING, 0, 0))
+    cells = [[cell if isinstance(cell, Text) else Text(cell) for cell in row] for row in rows]
+    least_width = _PADDING * (len(headers) - 1)
+    for index, header in enumerate(headers):
+        wraps = header in _WRAPPING_COLUMNS
+        grid.add_column(header, no_wrap=not wraps, overflow="fold")
+        column = [Text(header), *(row[index] for row in cells)]
+        least_width += max(
+            max((cell_len(word) for word in text.plain.split()), default=0)
+            if wraps
+            else text.cell_len
+            for text in column
+        )
+    for row in cells:
+        grid.add_row(*row)
+    _print(grid, least_width)
+
+
+def details(pairs: Sequence[tuple[str, str | Text]]) -> None:
+    grid = Table(
+        box=None, show_header=False, show_edge=False, pad_edge=False, padding=(0, _PADDING, 0, 0)
+    )
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in pairs:
+        grid.add_row(Text(label), value if isinstance(value, Text) else Text(value))
+    _print(grid)
+
+
+# --- API keys --------------------------------------------------------------------------
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    return {**key.model_dump(mode="json"), "state": key_state(key).lower()}
+
+
+def keys_table(keys: Sequence[ApiKey]) -> None:
+    if not keys:
+        note("No API keys.")
+        return
+    table(
+        ["UID", "NAME", "OWNER", "STATE", "EXPIRES", "LAST USED"],
+        (
+            [
+                key.uid,
+                key.name,
+                key.user_email,
+                _state(key_state(key)),
+                when(key.expires_at),
+                when(key.last_used_at, "never"),
+            ]
+            for key in keys
+        ),
+    )
+
+
+def key_details(key: ApiKey) -> None:
+    details(
+        [
+            ("UID", key.uid),
+            ("Name", key.name),
+            ("Description", key.description or "-"),
+            ("Owner", f"{key.user_name} <{key.user_email}>"),
+            ("Owner UID", key.user_uid),
+            ("State", _state(key_state(key))),
+            ("Expires", when(key.expires_at)),
+            ("Created", when(key.created_at)),
+            ("Modified", when(key.modified_at)),
+            ("Last used", when(key.last_used_at, "never")),
+        ]
+    )
+
+
+def show_key(key: ApiKey, output: OutputFormat) -> None:
+    if output is OutputFormat.JSON:
+        emit_json(key_json(key))
+    else:
+        key_details(key)
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {**user.model_dump(mode="json"), "name": user.name, "state": user_state(user).lower()}
+
+
+def users_table(users: Sequence[User]) -> None:
+    table(
+        ["UID", "EMAIL", "NAME", "ROLE", "STATE", "LAST SIGN-IN"],
+        (
+            [
+                user.uid,
+                user.email,
+                " ".join(part for part in (user.first_name, user.last_name) if part) or "-",
+                user.role,
+                _state(user_state(user)),
+                when(user.last_sign_in_at, "never"),
+            ]
+            for user in users
+        ),
+    )
+
+
+def show_user(user: User, output: OutputFormat) -> None:
+    if output is OutputFormat.JSON:
+        emit_json(user_json(user))
+        return
+    details(
+        [
+            ("UID", user.uid),
+            ("Email", user.email),
+            ("Name", user.name),
+            ("Role", user.role),
+            ("State", _state(user_state(user))),
+            ("Created", when(user.created_at)),
+            ("Last sign-in", when(user.last_sign_in_at, "never")),
+        ]
+    )
+
+
+# --- audit, limits ---------------------------------------------------------------------
+
+
+def audit_table(events: Sequence[AuditEvent]) -> None:
+    if not events:
+        note("No audit events.")
+        return
+    table(
+        ["TIME", "ACTION", "OUTCOME", "ACTOR", "RESOURCE", "MESSAGE"],
+        (
+            [
+                when(event.occurred_at),
+                event.action or event.action_type,
+                event.outcome or "-",
+                event.actor_email or event.actor_uid or "-",
+                f"{event.resource_kind} {event.resource_name or event.resource_uid}".strip(),
+                event.message,
+            ]
+            for event in events
+        ),
+    )
+
+
+def show_limit(limit: ResourceLimit, output: OutputFormat) -> None:
+    if output is OutputFormat.JSON:
+        emit_json(limit.model_dump(mode="json"))
+        return
+    details(
+        [
+            ("API keys per user", str(limit.limit)),
+            ("Maximum allowed", str(limit.max_limit)),
+        ]
+    )

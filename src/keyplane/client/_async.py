@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from keyplane.client import _core as calls
+from keyplane.client._core import Call, Credentials, Page
+from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError
+from keyplane.client.models import (
+    ApiKey,
+    AuditEvent,
+    CreatedApiKey,
+    KeyVerification,
+    ResourceLimit,
+    User,
+    UserInfo,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """Keyplane's API from asynchronous code: ``Client``'s methods, awaited.
+
+    ``AsyncClient(base_url, api_key=...)`` acts with an API key; ``AsyncClient(base_url, email=...,
+    org=..., password=...)`` logs in and renews its session token by itself. Without
+    arguments, ``KEYPLANE_URL`` and ``KEYPLANE_API_KEY`` are read.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | None = None,
+        email: str | None = None,
+        org: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        timeout: float = calls.DEFAULT_TIMEOUT,
+        max_retries: int = calls.DEFAULT_RETRIES,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = calls.resolve_base_url(base_url)
+        self._credentials = Credentials.resolve(api_key, email, org, password, token)
+        self._max_retries = max_retries
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._tenant_uid: str | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def session_token(self) -> str | None:
+        return self._credentials.token
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def _send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            headers = self._credentials.headers() if call.authenticated else {}
+            try:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.json, headers=headers
+                )
+            except httpx.TransportError as error:
+                delay = (
+                    calls.retry_delay(call, attempt, self._max_retries, None)
+                    if calls.is_safe_to_resend(call, error)
+                    else None
+                )
+                if delay is None:
+                    raise ConnectionFailed(
+                        f"Cannot reach Keyplane at {self.base_url}: {error!r}"
+                    ) from error
+            else:
+                delay = calls.retry_delay(call, attempt, self._max_retries, response)
+                if delay is None:
+                    return calls.result(call, response)
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def login(self) -> None:
+        """Log in with the email, org and password given (done automatically when needed)."""
+        self._credentials.remember(await self._send(self._credentials.login_call()))
+
+    async def _ensure_session(self) -> None:
+        credentials = self._credentials
+        if credentials.needs_login():
+            await self.login()
+        elif credentials.should_renew():
+            assert credentials.token is not None
+            try:
+                credentials.remember(await self._send(calls.renew(credentials.token)))
+            except AuthenticationError:
+                if not credentials.can_log_in:
+                    raise
+                await self.login()
+
+    async def _execute(self, call: Call[T]) -> T:
+        if call.authenticated:
+            await self._ensure_session()
+        try:
+            return await self._send(call)
+        except KeyplaneError as error:
+            if not (call.authenticated and self._credentials.can_log_in):
+                raise
+            if not calls.is_expired_session(error):
+                raise
+            await self.login()
+            return await self._send(call)
+
+    async def _pages(self, fetch: Callable[[int], Call[Page[T]]]) -> AsyncIterator[T]:
+        offset = 0
+        while True:
+            page = await self._execute(fetch(offset))
+            for item in page.items:
+                yield item
+            if page.next_offset is None:
+                return
+            offset = page.next_offset
+
+    async def _own_tenant_uid(self) -> str:
+        if self._tenant_uid is None:
+            self._tenant_uid = (await self.whoami()).tenant_uid
+        return self._tenant_uid
+
+    # --- the API ---------------------------------------------------------------------
+
+    async def logout(self) -> None:
+        """End the session (API keys are revoked instead)."""
+        await self._execute(calls.logout())
+        self._credentials.token = None
+
+    async def whoami(self) -> UserInfo:
+        return await self._execute(calls.whoami())
+
+    def list_api_keys(
+        self, user_uid: str | None = None, active: bool | None = None
+    ) -> AsyncIterator[ApiKey]:
+        """Every key the caller may see (a tenant admin: the tenant's), page by page."""
+        return self._pages(lambda offset: calls.list_api_keys_page(user_uid, active, offset))
+
+    async def get_api_key(self, uid: str) -> ApiKey:
+        return await self._execute(calls.get_api_key(uid))
+
+    async def create_api_key(
+        self,
+        name: str,
+        description: str | None = None,
+        expires_at: datetime | None = None,
+        user_uid: str | None = None,
+    ) -> CreatedApiKey:
+        """Create a key; the returned ``value`` is the only copy there will ever be."""
+        return await self._execute(calls.create_api_key(name, description, expires_at, user_uid))
+
+    async def update_api_key(
+        self,
+        uid: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> ApiKey:
+        await self._execute(calls.update_api_key(uid, name, description, expires_at))
+        return await self.get_api_key(uid)
+
+    async def revoke_api_key(self, uid: str) -> None:
+        await self._execute(calls.set_api_key_active(uid, False))
+
+    async def reactivate_api_key(self, uid: str) -> None:
+        await self._execute(calls.set_api_key_active(uid, True))
+
+    async def delete_api_key(self, uid: str) -> None:
+        await self._execute(calls.delete_api_key(uid))
+
+    async def verify_api_key(self, value: str) -> KeyVerification:
+        """Ask whether a key presented to your service is valid (tenant admin or verifier)."""
+        return await self._execute(calls.verify_api_key(value))
+
+    def list_users(self) -> AsyncIterator[User]:
+        return self._pages(calls.list_users_page)
+
+    async def get_user(self, uid: str) -> User:
+        return await self._execute(calls.get_user(uid))
+
+    async def create_user(
+        self,
+        email: str,
+        *,
+        first_name: str = "",
+        last_name: str = "",
+        role: str = "user",
+        password: str | None = None,
+    ) -> User:
+        uid = await self._execute(calls.create_user(email, first_name, last_name, role, password))
+        return await self.get_user(uid)
+
+    async def update_user(
+        self,
+        uid: str,
+        *,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        role: str | None = None,
+    ) -> User:
+        await self._execute(calls.update_user(uid, email, first_name, last_name, role))
+        return await self.get_user(uid)
+
+    async def deactivate_user(self, uid: str) -> None:
+        """The user's keys and sessions stop working at once."""
+        await self._execute(calls.set_user_active(uid, False))
+
+    async def reactivate_user(self, uid: str) -> None:
+        await self._execute(calls.set_user_active(uid, True))
+
+    async def delete_user(self, uid: str) -> None:
+        """Deletes the user and every key they own."""
+        await self._execute(calls.delete_user(uid))
+
+    async def get_api_key_limit(self) -> ResourceLimit:
+        return await self._execute(calls.get_api_key_limit(await self._own_tenant_uid()))
+
+    async def set_api_key_limit(self, limit: int) -> None:
+        await self._execute(calls.set_api_key_limit(await self._own_tenant_uid(), limit))
+
+    def list_audit_events(
+        self,
+        *,
+        resource_kind: str | None = None,
+        resource_uid: str | None = None,
+        user_uid: str | None = None,
+        action_type: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> AsyncIterator[AuditEvent]:
+        """The tenant's audit log, newest first (tenant admins)."""
+        filters: dict[str, Any] = {
+            "resourceKind": resource_kind,
+            "resourceUid": resource_uid,
+            "userUid": user_uid,
+            "actionType": action_type,
+            "startTime": start,
+            "endTime": end,
+        }
+        return self._pages(lambda offset: calls.list_audit_events_page(filters, offset))

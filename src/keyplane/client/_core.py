@@ -1,0 +1,380 @@
+"""What ``Client`` and ``AsyncClient`` share: every API call described as data (``Call``),
+credentials, the retry policy and the error mapping. The two clients only send."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from keyplane.client.errors import AuthenticationError, KeyplaneError, error_for
+from keyplane.client.models import (
+    ApiKey,
+    AuditEvent,
+    CreatedApiKey,
+    KeyVerification,
+    ResourceLimit,
+    User,
+    UserInfo,
+)
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+PAGE_SIZE = 100
+# Session tokens live 15 minutes by default; renew well before.
+TOKEN_RENEW_AFTER_SECONDS = 10 * 60
+_RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: dict[str, Any] | None = None
+    json: Any = None
+    idempotent: bool = True
+    authenticated: bool = True
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_offset: int | None
+
+
+def _nothing(_response: httpx.Response) -> None:
+    return None
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware (for example datetime.now(UTC))")
+    return moment.isoformat()
+
+
+def _page_parser(
+    item: Callable[[dict[str, Any]], T],
+) -> Callable[[httpx.Response], Page[T]]:
+    def parse(response: httpx.Response) -> Page[T]:
+        body = response.json()
+        meta = body.get("listmeta") or {}
+        more = bool(meta.get("continue"))
+        return Page(
+            items=[item(entry) for entry in body["items"]],
+            next_offset=int(meta["offset"]) if more else None,
+        )
+
+    return parse
+
+
+def _compact(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# --- The calls -------------------------------------------------------------------------
+
+
+def login(email: str, org: str | None, password: str) -> Call[str]:
+    return Call(
+        "POST",
+        "/v1/auth/authenticate",
+        lambda response: str(response.json()["Authorization"]),
+        json=_compact({"emailId": email, "org": org, "password": password}),
+        authenticated=False,
+    )
+
+
+def renew(token: str) -> Call[str]:
+    return Call(
+        "GET",
+        f"/v1/auth/refresh/{token}",
+        lambda response: str(response.json()["Authorization"]),
+        idempotent=False,
+        authenticated=False,
+    )
+
+
+def logout() -> Call[None]:
+    return Call("POST", "/v1/auth/logout", _nothing, idempotent=False)
+
+
+def whoami() -> Call[UserInfo]:
+    def parse(response: httpx.Response) -> UserInfo:
+        body = response.json()
+        return UserInfo(
+            org_name=body["orgName"], tenant_uid=body["tenantUid"], user_uid=body["userUid"]
+        )
+
+    return Call("GET", "/v1/users/info", parse)
+
+
+def list_api_keys_page(
+    user_uid: str | None, active: bool | None, offset: int, limit: int = PAGE_SIZE
+) -> Call[Page[ApiKey]]:
+    params = _compact(
+        {
+            "userUid": user_uid,
+            "isActive": None if active is None else str(active).lower(),
+            "offset": offset,
+            "limit": limit,
+        }
+    )
+    return Call("GET", "/v1/apiKeys", _page_parser(ApiKey.from_api), params=params)
+
+
+def get_api_key(uid: str) -> Call[ApiKey]:
+    return Call("GET", f"/v1/apiKeys/{uid}", lambda response: ApiKey.from_api(response.json()))
+
+
+def create_api_key(
+    name: str,
+    description: str | None,
+    expires_at: datetime | None,
+    user_uid: str | None,
+) -> Call[CreatedApiKey]:
+    metadata: dict[str, Any] = {"name": name}
+    if description is not None:
+        metadata["annotations"] = {"description": description}
+    spec = _compact({"expiry": _rfc3339(expires_at) if expires_at else None, "userUid": user_uid})
+
+    def parse(response: httpx.Response) -> CreatedApiKey:
+        body = response.json()
+        return CreatedApiKey(uid=body["uid"], value=body["apiKey"])
+
+    return Call(
+        "POST", "/v1/apiKeys", parse, json={"metadata": metadata, "spec": spec}, idempotent=False
+    )
+
+
+def update_api_key(
+    uid: str, name: str | None, description: str | None, expires_at: datetime | None
+) -> Call[None]:
+    metadata: dict[str, Any] = _compact({"name": name})
+    if description is not None:
+        metadata["annotations"] = {"description": description}
+    spec = _compact({"expiry": _rfc3339(expires_at) if expires_at else None})
+    return Call("PUT", f"/v1/apiKeys/{uid}", _nothing, json={"metadata": metadata, "spec": spec})
+
+
+def set_api_key_active(uid: str, active: bool) -> Call[None]:
+    return Call("PATCH", f"/v1/apiKeys/{uid}", _nothing, json={"isActive": active})
+
+
+def delete_api_key(uid: str) -> Call[None]:
+    return Call("DELETE", f"/v1/apiKeys/{uid}", _nothing)
+
+
+def verify_api_key(value: str) -> Call[KeyVerification]:
+    return Call(
+        "POST",
+        "/v1/apiKeys/verify",
+        lambda response: KeyVerification.from_api(response.json()),
+        json={"key": value},
+    )
+
+
+def list_users_page(offset: int, limit: int = PAGE_SIZE) -> Call[Page[User]]:
+    params = {"offset": offset, "limit": limit}
+    return Call("GET", "/v1/users", _page_parser(User.from_api), params=params)
+
+
+def get_user(uid: str) -> Call[User]:
+    return Call("GET", f"/v1/users/{uid}", lambda response: User.from_api(response.json()))
+
+
+def create_user(
+    email: str, first_name: str, last_name: str, role: str, password: str | None
+) -> Call[str]:
+    spec = _compact(
+        {
+            "emailId": email,
+            "firstName": first_name,
+            "lastName": last_name,
+            "roles": [role],
+            "password": password,
+        }
+    )
+    return Call(
+        "POST",
+        "/v1/users",
+        lambda response: str(response.json()["uid"]),
+        json={"metadata": {}, "spec": spec},
+        idempotent=False,
+    )
+
+
+def update_user(
+    uid: str,
+    email: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    role: str | None,
+) -> Call[None]:
+    spec = _compact(
+        {
+            "emailId": email,
+            "firstName": first_name,
+            "lastName": last_name,
+            "roles": [role] if role else None,
+        }
+    )
+    return Call("PUT", f"/v1/users/{uid}", _nothing, json={"metadata": {}, "spec": spec})
+
+
+def set_user_active(uid: str, active: bool) -> Call[None]:
+    patch = [{"op": "replace", "path": "/status/isActive", "value": active}]
+    return Call("PATCH", f"/v1/users/{uid}", _nothing, json=patch)
+
+
+def delete_user(uid: str) -> Call[None]:
+    return Call("DELETE", f"/v1/users/{uid}", _nothing)
+
+
+def get_api_key_limit(tenant_uid: str) -> Call[ResourceLimit]:
+    def parse(response: httpx.Response) -> ResourceLimit:
+        for resource in response.json()["resources"]:
+            if resource["kind"] == "apiKey":
+                return ResourceLimit(
+                    kind="apiKey", limit=resource["limit"], max_limit=resource["maxLimit"]
+                )
+        raise KeyplaneError("The server reported no apiKey limit.")
+
+    return Call("GET", f"/v1/tenants/{tenant_uid}/resourceLimits", parse)
+
+
+def set_api_key_limit(tenant_uid: str, limit: int) -> Call[None]:
+    body = {"resources": [{"kind": "apiKey", "limit": limit}]}
+    return Call("PATCH", f"/v1/tenants/{tenant_uid}/resourceLimits", _nothing, json=body)
+
+
+def list_audit_events_page(filters: dict[str, Any], offset: int) -> Call[Page[AuditEvent]]:
+    params = _compact({**filters, "offset": offset, "limit": PAGE_SIZE})
+    for name in ("startTime", "endTime"):
+        if isinstance(params.get(name), datetime):
+            params[name] = _rfc3339(params[name])
+    return Call("GET", "/v1/audits", _page_parser(AuditEvent.from_api), params=params)
+
+
+# --- Credentials, retries, errors ------------------------------------------------------
+
+
+@dataclass
+class Credentials:
+    """An API key, or an email/org/password whose session token is renewed as needed."""
+
+    api_key: str | None = None
+    email: str | None = None
+    org: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    token_obtained_at: float = 0.0
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | None,
+        email: str | None,
+        org: str | None,
+        password: str | None,
+        token: str | None,
+    ) -> Credentials:
+        if api_key is None and email is None and token is None:
+            api_key = os.environ.get("KEYPLANE_API_KEY") or None
+        if email is not None and password is None:
+            raise ValueError("a password is needed with an email")
+        return cls(
+            api_key=api_key,
+            email=email,
+            org=org,
+            password=password,
+            token=token,
+            token_obtained_at=time.monotonic() if token else 0.0,
+        )
+
+    @property
+    def can_log_in(self) -> bool:
+        return self.email is not None and self.password is not None
+
+    def needs_login(self) -> bool:
+        return self.api_key is None and self.token is None and self.can_log_in
+
+    def should_renew(self) -> bool:
+        age = time.monotonic() - self.token_obtained_at
+        return self.token is not None and self.api_key is None and age > TOKEN_RENEW_AFTER_SECONDS
+
+    def login_call(self) -> Call[str]:
+        if self.email is None or self.password is None:
+            raise AuthenticationError("No email and password to log in with.")
+        return login(self.email, self.org, self.password)
+
+    def remember(self, token: str) -> None:
+        self.token = token
+        self.token_obtained_at = time.monotonic()
+
+    def headers(self) -> dict[str, str]:
+        if self.api_key is not None:
+            return {"ApiKey": self.api_key}
+        if self.token is not None:
+            return {"Authorization": self.token}
+        return {}
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    url = base_url or os.environ.get("KEYPLANE_URL") or "http://127.0.0.1:8000"
+    return url.rstrip("/")
+
+
+def retry_delay(
+    call: Call[Any], attempt: int, max_retries: int, response: httpx.Response | None
+) -> float | None:
+    """Seconds to wait before retrying, or None. Only idempotent calls are retried after
+    the server answered; a call that never connected is always safe to send again."""
+    if attempt >= max_retries:
+        return None
+    backoff = min(0.25 * (1 << attempt), 4.0)
+    if response is None:
+        return backoff
+    if response.status_code not in _RETRY_STATUSES or not call.idempotent:
+        return None
+    return max(backoff, _retry_after(response) or 0.0)
+
+
+def is_safe_to_resend(call: Call[Any], error: httpx.TransportError) -> bool:
+    return call.idempotent or isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+def result(call: Call[T], response: httpx.Response) -> T:
+    if response.is_success:
+        return call.parse(response)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    raise error_for(response.status_code, body, _retry_after(response))
+
+
+def is_expired_session(error: KeyplaneError) -> bool:
+    return isinstance(error, AuthenticationError) and error.code in {
+        "TokenExpired",
+        "TokenInvalid",
+        "TokenRevoked",
+    }

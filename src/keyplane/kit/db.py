@@ -1,0 +1,139 @@
+"""Engines, sessions and the per-request transaction.
+
+People write ``sqlite:///path/file.db`` or ``postgresql://user@host/db``; Keyplane picks
+the async driver (aiosqlite, asyncpg) itself.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+_SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}
+_POSTGRES_DRIVERS = {
+    "postgres",
+    "postgresql",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql+asyncpg",
+}
+_SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# Whether the transaction about to begin will write. On SQLite a writing transaction
+# starts with BEGIN IMMEDIATE: it takes the write lock up front, so that a "read, check,
+# then write" rule (such as the per-user key limit) cannot interleave with another writer.
+_writes: contextvars.ContextVar[bool] = contextvars.ContextVar("keyplane_writes", default=True)
+
+
+class UnsupportedDatabase(ValueError):
+    pass
+
+
+def normalise_database_url(raw: str) -> URL:
+    url = make_url(raw)
+    if url.drivername in _SQLITE_DRIVERS:
+        return url.set(drivername="sqlite+aiosqlite")
+    if url.drivername in _POSTGRES_DRIVERS:
+        query: dict[str, Any] = dict(url.query)
+        # libpq spells TLS as sslmode; asyncpg takes the same values as "ssl".
+        if "sslmode" in query:
+            query["ssl"] = query.pop("sslmode")
+        return url.set(drivername="postgresql+asyncpg", query=query)
+    raise UnsupportedDatabase(
+        f"Unsupported database URL scheme {url.drivername!r}: use sqlite:///path/to/file.db "
+        "or postgresql://user@host:5432/dbname"
+    )
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def create_engine(raw_url: str) -> AsyncEngine:
+    url = normalise_database_url(raw_url)
+    if not is_sqlite(url):
+        # A database that does not answer must give 503 within seconds, not hang requests.
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"timeout": 5},
+        )
+
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver so that "begin" below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL + NORMAL: a committed transaction survives a crash of the process (kill -9);
+        # only a power loss may drop the last few.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _writes.get() else "BEGIN")
+
+    return engine
+
+
+def create_sessionmaker(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """``info`` is copied into every session (it carries the cache-invalidation deliverer)."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info=info or {})
+
+
+@asynccontextmanager
+async def transaction(
+    sessionmaker: async_sessionmaker[AsyncSession], *, writes: bool = True
+) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits when the block ends and rolls back on error."""
+    token = _writes.set(writes)
+    try:
+        async with sessionmaker() as session, session.begin():
+            yield session
+    finally:
+        _writes.reset(token)
+
+
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with transaction(sessionmaker, writes=request.method not in _READ_ONLY_METHODS) as s:
+        yield s
+
+
+async def get_writing_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For the few reads by method (GET) that write, such as renewing a session token."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with transaction(sessionmaker, writes=True) as session:
+        yield session
+
+
+# scope="function": commit before the response is sent, so that a 2xx means "stored".
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
+WritingDbSession = Annotated[AsyncSession, Depends(get_writing_session, scope="function")]

@@ -1,0 +1,64 @@
+"""Reusable constrained types for request bodies."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+
+def _printable(value: str) -> str:
+    if any(unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co"} for char in value):
+        raise ValueError("must not contain control or invisible characters")
+    return value
+
+
+def _printable_multiline(value: str) -> str:
+    return "\n".join(_printable(line) for line in value.replace("\r\n", "\n").split("\n"))
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(_printable),
+]
+Description = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=1024),
+    AfterValidator(_printable_multiline),
+]
+PersonName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=64),
+    AfterValidator(_printable),
+]
+TenantName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    ),
+]
+
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@"
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+def _email(value: str) -> str:
+    # Syntax only, and internal domains (corp.local, example.internal) are accepted:
+    # self-hosted tenants use them.
+    if not _EMAIL.match(value) or ".." in value or value.split("@")[0].startswith("."):
+        raise ValueError("is not a valid email address")
+    return value.lower()
+
+
+EmailAddress = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=254),
+    AfterValidator(_email),
+]

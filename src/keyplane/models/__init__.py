@@ -1,0 +1,22 @@
+"""SQLAlchemy models, one module per table."""
+
+from keyplane.models.api_key import ApiKey
+from keyplane.models.audit_event import AuditEvent
+from keyplane.models.auth_session import AuthSession
+from keyplane.models.base import Base
+from keyplane.models.cache_invalidation import CacheInvalidation
+from keyplane.models.resource_limit import ResourceLimit
+from keyplane.models.tenant import Tenant
+from keyplane.models.user import Role, User
+
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "AuthSession",
+    "Base",
+    "CacheInvalidation",
+    "ResourceLimit",
+    "Role",
+    "Tenant",
+    "User",
+]

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from keyplane.kit.time import utcnow
+from keyplane.models.base import Base, UTCDateTime, uid_column
+from keyplane.models.user import User
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        UniqueConstraint("user_uid", "name"),
+        Index("ix_api_keys_tenant_uid_created_at_uid", "tenant_uid", "created_at", "uid"),
+    )
+
+    uid: Mapped[str] = uid_column()
+    tenant_uid: Mapped[str] = mapped_column(
+        String(24), ForeignKey("tenants.uid", ondelete="CASCADE")
+    )
+    user_uid: Mapped[str] = mapped_column(
+        String(24), ForeignKey("users.uid", ondelete="CASCADE"), index=True
+    )
+    # Who created the key (a tenant admin may create keys for others). A plain uid, not a
+    # foreign key: the record must outlive the creator's account.
+    created_by_uid: Mapped[str] = mapped_column(String(24))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # HMAC-SHA256(server secret, key value), hex. The value itself is never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at <= now

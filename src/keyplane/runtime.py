@@ -1,0 +1,83 @@
+"""What one running Keyplane holds for its lifetime; created by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from keyplane.api_keys.last_used import LastUsedRecorder
+from keyplane.auth.key_cache import KeyCache
+from keyplane.kit.db import create_sessionmaker, is_sqlite, normalise_database_url
+from keyplane.kit.invalidation import (
+    DELIVER,
+    PostgresListener,
+    SqliteWatcher,
+    install_local_delivery,
+)
+from keyplane.kit.keys import SecretHasher
+from keyplane.kit.passwords import PasswordHasher
+from keyplane.kit.rate_limit import FailureLimiter
+from keyplane.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    secret_hasher: SecretHasher
+    password_hasher: PasswordHasher
+    last_used: LastUsedRecorder
+    auth_failures: FailureLimiter
+    key_cache: KeyCache
+
+    @classmethod
+    def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
+        key_cache = KeyCache(
+            max_entries=settings.key_cache_size,
+            max_age_seconds=settings.key_cache_max_age_seconds,
+            max_negative_entries=settings.key_cache_negative_size,
+            negative_ttl_seconds=settings.key_cache_negative_ttl_seconds,
+        )
+        install_local_delivery()
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine, {DELIVER: key_cache.apply}),
+            secret_hasher=SecretHasher(settings.load_secret_key()),
+            password_hasher=PasswordHasher(
+                time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
+            ),
+            last_used=LastUsedRecorder(),
+            auth_failures=FailureLimiter(
+                settings.auth_failure_rate_per_second, settings.auth_failure_burst
+            ),
+            key_cache=key_cache,
+        )
+
+
+def invalidation_listener(runtime: Runtime) -> PostgresListener | SqliteWatcher:
+    """The background task that keeps this worker's key cache in step with the others."""
+    settings, cache = runtime.settings, runtime.key_cache
+    url = normalise_database_url(settings.resolved_database_url)
+
+    def set_healthy(healthy: bool) -> None:
+        cache.set_enabled(healthy and settings.key_cache_enabled)
+
+    if is_sqlite(url):
+        assert url.database is not None
+        return SqliteWatcher(
+            url.database, cache.apply, set_healthy, settings.invalidation_poll_seconds
+        )
+    return PostgresListener(url, cache.apply, set_healthy)
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -1,0 +1,122 @@
+"""Keyplane's configuration: one validated object, read from ``KEYPLANE_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_FILE_NAME = "secret_key"  # noqa: S105 (a file name)
+MIN_SECRET_LENGTH = 32
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "keyplane", "development"}
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KEYPLANE_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.PRODUCTION
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    secret_key: SecretStr = SecretStr("")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    session_ttl_seconds: int = Field(default=15 * 60, ge=30)
+    session_max_lifetime_seconds: int = Field(default=12 * 3600, ge=60)
+    console_session_ttl_seconds: int = Field(default=8 * 3600, ge=30)
+
+    api_key_default_lifetime_days: int = Field(default=30, ge=1)
+    api_key_max_lifetime_days: int = Field(default=365, ge=1)
+    api_key_default_per_user_limit: int = Field(default=20, ge=1)
+    api_key_max_per_user_limit: int = Field(default=1000, ge=1)
+    last_used_flush_seconds: float = Field(default=5.0, gt=0)
+
+    # The in-process cache of verified keys (see keyplane.auth.key_cache).
+    key_cache_enabled: bool = True
+    key_cache_size: int = Field(default=100_000, ge=1)
+    key_cache_max_age_seconds: float = Field(default=5.0, gt=0)
+    key_cache_negative_size: int = Field(default=10_000, ge=1)
+    key_cache_negative_ttl_seconds: float = Field(default=5.0, gt=0)
+    invalidation_poll_seconds: float = Field(default=0.02, gt=0)
+
+    # argon2id cost; the defaults are the RFC 9106 "second recommended" profile.
+    password_time_cost: int = Field(default=3, ge=1)
+    password_memory_kib: int = Field(default=64 * 1024, ge=8)
+
+    # Failed authentications per client address: Palette answers 10 requests per second.
+    auth_failure_rate_per_second: float = Field(default=5.0, gt=0)
+    auth_failure_burst: int = Field(default=20, ge=1)
+
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    page_default_limit: int = Field(default=50, ge=1)
+    page_max_limit: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.api_key_default_lifetime_days > self.api_key_max_lifetime_days:
+            raise ValueError("api_key_default_lifetime_days exceeds api_key_max_lifetime_days")
+        if self.api_key_default_per_user_limit > self.api_key_max_per_user_limit:
+            raise ValueError("api_key_default_per_user_limit exceeds api_key_max_per_user_limit")
+        secret = self.secret_key.get_secret_value()
+        if secret:
+            _check_secret(secret)
+        elif self.env is Environment.PRODUCTION:
+            raise ValueError(
+                "KEYPLANE_SECRET_KEY is required in production: set it to a random string of "
+                f"at least {MIN_SECRET_LENGTH} characters (for example the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), or set "
+                "KEYPLANE_ENV=development to keep a generated one in the data directory"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The URL as given, or the SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'keyplane.db').resolve()}"
+
+    def load_secret_key(self) -> bytes:
+        """The HMAC secret; in development, generated once and kept in the data directory.
+
+        Keeping it on disk means a restart does not invalidate every key and session.
+        """
+        secret = self.secret_key.get_secret_value()
+        if secret:
+            return secret.encode()
+        path = self.data_dir / SECRET_FILE_NAME
+        if path.exists():
+            stored = path.read_text().strip()
+            _check_secret(stored)
+            return stored.encode()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        generated = secrets.token_urlsafe(48)
+        # O_EXCL so two processes starting together cannot each write a different secret.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return self.load_secret_key()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generated + "\n")
+        return generated.encode()
+
+
+def _check_secret(secret: str) -> None:
+    if len(secret) < MIN_SECRET_LENGTH or secret.lower() in _PLACEHOLDER_SECRETS:
+        raise ValueError(
+            f"KEYPLANE_SECRET_KEY must be a random string of at least {MIN_SECRET_LENGTH} "
+            "characters, not a placeholder"
+        )

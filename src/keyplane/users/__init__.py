@@ -1,0 +1,1 @@
+"""Users of a tenant, managed by its tenant admins."""

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from keyplane.auth.principal import Principal
+from keyplane.models import Role, User
+
+
+def visible_users(principal: Principal) -> Select[User]:
+    """The one place user reads are scoped: the caller's tenant."""
+    return select(User).where(User.tenant_uid == principal.tenant_uid)
+
+
+async def get(session: AsyncSession, principal: Principal, uid: str) -> User | None:
+    return await session.scalar(visible_users(principal).where(User.uid == uid))
+
+
+async def get_for_update(session: AsyncSession, principal: Principal, uid: str) -> User | None:
+    statement = visible_users(principal).where(User.uid == uid).with_for_update()
+    return await session.scalar(statement)
+
+
+async def find_by_email(session: AsyncSession, principal: Principal, email: str) -> User | None:
+    return await session.scalar(visible_users(principal).where(User.email == email))
+
+
+async def list_page(
+    session: AsyncSession, principal: Principal, offset: int, limit: int | None
+) -> tuple[Sequence[User], int]:
+    statement = visible_users(principal)
+    total = await session.scalar(select(func.count()).select_from(statement.subquery()))
+    ordered = statement.order_by(User.created_at, User.uid).offset(offset)
+    if limit is not None:
+        ordered = ordered.limit(limit)
+    return (await session.scalars(ordered)).all(), int(total or 0)
+
+
+async def lock_active_admin_uids(session: AsyncSession, principal: Principal) -> list[str]:
+    """Locked on PostgreSQL, so two admins cannot demote each other at the same moment."""
+    statement = (
+        visible_users(principal)
+        .where(User.role == Role.TENANT_ADMIN.value, User.is_active.is_(True))
+        .with_for_update()
+    )
+    return [user.uid for user in (await session.scalars(statement)).all()]

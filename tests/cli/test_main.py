@@ -1,0 +1,170 @@
+"""The ``keyplane`` command as an operator uses it, against a real server on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _env(data_dir: Path, database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
+    env.update(
+        {
+            "KEYPLANE_ENV": "development",
+            "KEYPLANE_DATA_DIR": str(data_dir),
+            "KEYPLANE_DATABASE_URL": database_url,
+            "KEYPLANE_PASSWORD_TIME_COST": "1",
+            "KEYPLANE_PASSWORD_MEMORY_KIB": "8",
+        }
+    )
+    return env
+
+
+def _keyplane(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keyplane", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return _env(tmp_path / "data", f"sqlite:///{tmp_path / 'data' / 'keyplane.db'}")
+
+
+def test_init_creates_the_tenant_and_prints_a_generated_password(env: dict[str, str]) -> None:
+    result = _keyplane(env, "init", "--tenant", "acme", "--admin-email", "root@acme.example")
+    assert result.returncode == 0, result.stderr
+    assert "Created tenant 'acme'" in result.stdout
+    assert re.search(r"Generated password \(shown once\): \S{16,}", result.stdout)
+
+    again = _keyplane(env, "init", "--tenant", "ACME", "--admin-email", "x@acme.example")
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+
+    quiet = _keyplane(env, "init", "--if-empty", "--tenant", "b", "--admin-email", "b@b.example")
+    assert quiet.returncode == 0
+    assert "nothing was created" in quiet.stdout
+
+
+def test_production_without_a_secret_is_a_clear_error(env: dict[str, str]) -> None:
+    env["KEYPLANE_ENV"] = "production"
+    result = _keyplane(env, "db", "upgrade")
+    assert result.returncode == 2
+    assert "KEYPLANE_SECRET_KEY is required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def server(env: dict[str, str]) -> Iterator[str]:
+    created = _keyplane(
+        env,
+        "init",
+        "--tenant",
+        "acme",
+        "--admin-email",
+        "root@acme.example",
+        "--admin-password",
+        "a long enough password",
+    )
+    assert created.returncode == 0, created.stderr
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keyplane", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"server did not start: {process.stdout.read() if process.stdout else ''}"
+                )
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+        # The server log must never contain a credential.
+        assert "kp_" not in output
+        assert "kps_" not in output
+        assert "a long enough password" not in output
+
+
+def test_readme_walkthrough_against_a_real_server(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=10) as http:
+        login = http.post(
+            "/v1/auth/authenticate",
+            json={
+                "emailId": "root@acme.example",
+                "org": "acme",
+                "password": "a long enough password",
+            },
+        )
+        assert login.status_code == 200
+        token = login.json()["Authorization"]
+
+        created = http.post(
+            "/v1/apiKeys",
+            headers={"Authorization": token},
+            json={"metadata": {"name": "ci", "annotations": {"description": "CI"}}, "spec": {}},
+        )
+        assert created.status_code == 201
+        key, uid = created.json()["apiKey"], created.json()["uid"]
+
+        assert http.get("/v1/users/info", headers={"ApiKey": key}).json()["orgName"] == "acme"
+        revoke = http.patch(f"/v1/apiKeys/{uid}", headers={"ApiKey": key}, json={"isActive": False})
+        assert revoke.status_code == 204
+        refused = http.get("/v1/users/info", headers={"ApiKey": key})
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "ApiKeyRevoked"
+
+        reactivate = http.put(
+            f"/v1/apiKeys/{uid}/state", headers={"Authorization": token}, json={"isActive": True}
+        )
+        assert reactivate.status_code == 204
+        assert http.get("/v1/users/info", headers={"ApiKey": key}).status_code == 200
+
+        assert (
+            http.delete(f"/v1/apiKeys/{uid}", headers={"Authorization": token}).status_code == 204
+        )
+        assert http.get("/v1/users/info", headers={"ApiKey": key}).status_code == 401
+        assert http.get(f"/v1/users/info?apiKey={key}").status_code == 400
+
+
+def test_reset_password(env: dict[str, str]) -> None:
+    _keyplane(env, "init", "--tenant", "acme", "--admin-email", "root@acme.example")
+    result = _keyplane(env, "reset-password", "--tenant", "acme", "--email", "root@acme.example")
+    assert result.returncode == 0, result.stderr
+    assert "Generated password (shown once)" in result.stdout
+    missing = _keyplane(env, "reset-password", "--tenant", "acme", "--email", "no@acme.example")
+    assert missing.returncode == 1

@@ -1,0 +1,147 @@
+"""Fixtures shared by every test: real databases (SQLite files and a PostgreSQL server),
+migrated by Alembic, and the real app driven through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+
+from keyplane.app import create_app
+from keyplane.kit.migrations import upgrade_to_head
+from keyplane.runtime import Runtime
+from keyplane.settings import Settings
+from tests.helpers import World, build_world
+
+POSTGRES_URL = os.environ.get(
+    "KEYPLANE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+TABLES = [
+    "audit_events",
+    "auth_sessions",
+    "api_keys",
+    "cache_invalidations",
+    "resource_limits",
+    "users",
+    "tenants",
+]
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    parsed = make_url(url)
+    return await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database,
+        timeout=5,
+    )
+
+
+async def _execute(url: str, statement: str) -> None:
+    connection = await _connect(url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+# The fixtures below are synchronous on purpose: they run their own short event loop with
+# asyncio.run, outside the loop the tests share.
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh database for this test run on the PostgreSQL server, migrated once."""
+    try:
+        asyncio.run(_execute(POSTGRES_URL, "SELECT 1"))
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}"
+        if _in_ci():
+            pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    name = f"keyplane_test_{os.getpid()}_{secrets.token_hex(4)}"
+    asyncio.run(_execute(POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_to_head(url)
+        yield url
+    finally:
+        asyncio.run(_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """Each test runs once on a copy of a migrated SQLite file and once on PostgreSQL with
+    every table emptied."""
+    if request.param == "sqlite":
+        target = tmp_path / "keyplane.db"
+        shutil.copyfile(sqlite_template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_url")
+    asyncio.run(_execute(url, f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    return url
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "test",
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "secret_key": "test-secret-" + "x" * 40,
+        # Cheap argon2 for tests; production defaults are exercised in tests/kit.
+        "password_time_cost": 1,
+        "password_memory_kib": 8,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def runtime(app: FastAPI) -> Runtime:
+    runtime: Runtime = app.state.runtime
+    return runtime
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://keyplane.test") as http:
+        yield http
+
+
+@pytest.fixture
+async def world(client: httpx.AsyncClient, runtime: Runtime) -> World:
+    return await build_world(client, runtime)

@@ -1,0 +1,45 @@
+"""The standard cast: two tenants, an admin and two users in the first, an admin in the
+second, all logged in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from keyplane.runtime import Runtime
+from tests.tenants.helpers import make_tenant
+from tests.users.helpers import Actor, login, make_user
+
+
+@dataclass
+class World:
+    admin: Actor
+    alice: Actor
+    bob: Actor
+    other_admin: Actor
+
+
+async def build_world(client: httpx.AsyncClient, runtime: Runtime) -> World:
+    acme = await make_tenant(runtime, "acme")
+    globex = await make_tenant(runtime, "globex")
+    world = World(
+        admin=await make_user(
+            runtime,
+            acme,
+            "admin@acme.example",
+            role="tenant-admin",
+            first_name="Ada",
+            last_name="Admin",
+        ),
+        alice=await make_user(
+            runtime, acme, "alice@acme.example", first_name="Alice", last_name="Liddell"
+        ),
+        bob=await make_user(runtime, acme, "bob@acme.example", first_name="Bob", last_name="By"),
+        other_admin=await make_user(
+            runtime, globex, "admin@globex.example", role="tenant-admin", first_name="Gil"
+        ),
+    )
+    for actor in (world.admin, world.alice, world.bob, world.other_admin):
+        await login(client, actor)
+    return world
