@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	@KEYPLANE_ENV=development $(BIN)/keyplane init --if-empty --tenant "$(DEMO_TENANT)" --admin-email "$(DEMO_ADMIN)"
 	@echo ""
+	@echo "Console:       http://$(HOST):$(PORT)/   (email $(DEMO_ADMIN), organization $(DEMO_TENANT), password as printed on the first run)"
 	@echo "Keyplane API:  http://$(HOST):$(PORT)/v1   (interactive docs: http://$(HOST):$(PORT)/docs)"
 	@echo "Log in:        POST /v1/auth/authenticate {\"emailId\": \"$(DEMO_ADMIN)\", \"org\": \"$(DEMO_TENANT)\", \"password\": ...}"
 	@echo ""

@@ -3,6 +3,9 @@ second, all logged in."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -43,3 +46,10 @@ async def build_world(client: httpx.AsyncClient, runtime: Runtime) -> World:
     for actor in (world.admin, world.alice, world.bob, world.other_admin):
         await login(client, actor)
     return world
+
+
+async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {within} s"
+        await asyncio.sleep(0.01)

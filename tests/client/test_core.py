@@ -76,3 +76,12 @@ def test_a_body_that_is_not_palettes_still_gives_a_clear_error() -> None:
     error = error_for(502, "<html>bad gateway</html>", None)
     assert isinstance(error, ServerError)
     assert error.message == "HTTP 502"
+
+
+def test_a_resumed_session_token_is_renewed_by_its_real_age() -> None:
+    fresh = calls.Credentials.resolve(None, None, None, None, "kps_token", token_age=0.0)
+    old = calls.Credentials.resolve(
+        None, None, None, None, "kps_token", token_age=calls.TOKEN_RENEW_AFTER_SECONDS + 1
+    )
+    assert not fresh.should_renew()
+    assert old.should_renew()

@@ -3,23 +3,57 @@ scoped by a principal: each finds one row by a keyed hash or by tenant and email
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from keyplane.models import ApiKey, AuthSession, Tenant, User
+from keyplane.auth.key_cache import KeySnapshot
+from keyplane.models import ApiKey, AuthSession, LoginLockout, Tenant, User
 
 
-async def find_api_key_with_owner(
-    session: AsyncSession, key_hash: str
-) -> tuple[ApiKey, User, Tenant] | None:
+async def find_key_snapshot(session: AsyncSession, key_hash: str) -> KeySnapshot | None:
+    """What a decision on the key needs, as plain columns: no ORM objects to build on the
+    path every uncached request takes."""
     statement = (
-        select(ApiKey, User, Tenant)
+        select(
+            ApiKey.uid,
+            ApiKey.key_hash,
+            Tenant.uid,
+            Tenant.name,
+            User.uid,
+            User.email,
+            User.first_name,
+            User.last_name,
+            User.role,
+            User.is_active,
+            ApiKey.is_active,
+            ApiKey.expires_at,
+        )
         .join(User, User.uid == ApiKey.user_uid)
         .join(Tenant, Tenant.uid == ApiKey.tenant_uid)
         .where(ApiKey.key_hash == key_hash)
     )
     row = (await session.execute(statement)).first()
-    return None if row is None else (row[0], row[1], row[2])
+    if row is None:
+        return None
+    (key_uid, stored_hash, tenant_uid, tenant_name, user_uid, email) = row[:6]
+    (first_name, last_name, role, user_active, key_active, expires_at) = row[6:]
+    return KeySnapshot(
+        key_uid=key_uid,
+        key_hash=stored_hash,
+        tenant_uid=tenant_uid,
+        tenant_name=tenant_name,
+        user_uid=user_uid,
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
+        role=role,
+        user_active=user_active,
+        key_active=key_active,
+        expires_at=expires_at,
+    )
 
 
 async def find_session_with_owner(
@@ -56,3 +90,62 @@ async def find_session(session: AsyncSession, session_uid: str) -> AuthSession |
 
 async def find_user(session: AsyncSession, user_uid: str) -> User | None:
     return await session.get(User, user_uid)
+
+
+async def find_login_lockout(session: AsyncSession, subject_hash: str) -> LoginLockout | None:
+    return await session.get(LoginLockout, subject_hash)
+
+
+async def count_failed_login(
+    session: AsyncSession, subject_hash: str, now: datetime, window_start: datetime
+) -> int:
+    """One more failed password, in one statement so that instances racing on the same
+    account cannot lose a count; a run whose last failure is older than the window starts
+    over. Returns the count including this failure."""
+    insert = (
+        postgresql.insert
+        if session.get_bind().dialect.name == "postgresql"
+        else sqlite.insert
+    )
+    statement = insert(LoginLockout).values(
+        subject_hash=subject_hash, failed_count=1, last_failed_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[LoginLockout.subject_hash],
+        set_={
+            "failed_count": case(
+                (LoginLockout.last_failed_at < window_start, 1),
+                else_=LoginLockout.failed_count + 1,
+            ),
+            "last_failed_at": now,
+        },
+    ).returning(LoginLockout.failed_count)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def lock_login(
+    session: AsyncSession, subject_hash: str, threshold: int, until: datetime
+) -> bool:
+    """Locks once the count reached the threshold, and starts the count over. True for
+    the one caller that locked, when several reach the threshold together."""
+    statement = (
+        update(LoginLockout)
+        .where(LoginLockout.subject_hash == subject_hash)
+        .where(LoginLockout.failed_count >= threshold)
+        .values(failed_count=0, locked_until=until)
+        .returning(LoginLockout.subject_hash)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def clear_login_failures(session: AsyncSession, subject_hash: str) -> None:
+    await session.execute(delete(LoginLockout).where(LoginLockout.subject_hash == subject_hash))
+
+
+async def prune_login_lockouts(session: AsyncSession, stale_before: datetime, now: datetime) -> None:
+    """Forgets counts whose window has passed and locks that have ended."""
+    await session.execute(
+        delete(LoginLockout)
+        .where(LoginLockout.last_failed_at < stale_before)
+        .where(or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until <= now))
+    )

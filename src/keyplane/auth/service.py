@@ -98,25 +98,10 @@ async def _key_snapshot(
     if cache.is_known_unknown(key_hash):
         return None
     generation = cache.generation
-    found = await repository.find_api_key_with_owner(session, key_hash)
-    if found is None:
+    snapshot = await repository.find_key_snapshot(session, key_hash)
+    if snapshot is None:
         cache.put_unknown(key_hash, generation)
         return None
-    key, user, tenant = found
-    snapshot = KeySnapshot(
-        key_uid=key.uid,
-        key_hash=key.key_hash,
-        tenant_uid=tenant.uid,
-        tenant_name=tenant.name,
-        user_uid=user.uid,
-        email=user.email,
-        first_name=user.first_name,
-        last_name=user.last_name,
-        role=user.role,
-        user_active=user.is_active,
-        key_active=key.is_active,
-        expires_at=key.expires_at,
-    )
     cache.put(snapshot, generation)
     return snapshot
 

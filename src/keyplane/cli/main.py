@@ -1,4 +1,4 @@
-"""``keyplane``: run the server and administer its database from the machine it runs on;
+"""keyplane: run the server and administer its database from the machine it runs on;
 manage keys, users and limits of a running server over its API."""
 
 from __future__ import annotations

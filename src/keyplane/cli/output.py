@@ -192,7 +192,12 @@ def key_details(key: ApiKey) -> None:
             ("UID", key.uid),
             ("Name", key.name),
             ("Description", key.description or "-"),
-            ("Owner", f"{key.user_name} <{key.user_email}>"),
+            (
+                "Owner",
+                key.user_email
+                if key.user_name in ("", key.user_email)
+                else f"{key.user_name} <{key.user_email}>",
+            ),
             ("Owner UID", key.user_uid),
             ("State", _state(key_state(key))),
             ("Expires", when(key.expires_at)),

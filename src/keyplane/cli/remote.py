@@ -186,11 +186,13 @@ def _connected(url: str | None, api_key: str | None) -> Iterator[Client]:
     target = _target(url, api_key)
     stored = target.stored
     with _api_errors(session_hint=stored is not None):
-        client = Client(target.url, api_key=target.api_key, token=stored.token if stored else None)
-        if stored is not None:
-            # The SDK renews a session token once it is old enough, timing it from the
-            # moment the Client was made; tell it how old the stored token really is.
-            client._credentials.token_obtained_at -= max(0.0, time.time() - stored.obtained_at)
+        # The SDK renews a session token once it is old enough: tell it how old it is.
+        client = Client(
+            target.url,
+            api_key=target.api_key,
+            token=stored.token if stored else None,
+            token_age=time.time() - stored.obtained_at if stored else 0.0,
+        )
         try:
             yield client
         finally:

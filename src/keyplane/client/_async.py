@@ -29,7 +29,8 @@ class AsyncClient:
 
     ``AsyncClient(base_url, api_key=...)`` acts with an API key; ``AsyncClient(base_url, email=...,
     org=..., password=...)`` logs in and renews its session token by itself. Without
-    arguments, ``KEYPLANE_URL`` and ``KEYPLANE_API_KEY`` are read.
+    arguments, ``KEYPLANE_URL`` and ``KEYPLANE_API_KEY`` are read. ``token=`` resumes a
+    session token obtained earlier, ``token_age`` seconds ago, so that it is renewed in time.
     """
 
     def __init__(
@@ -41,12 +42,13 @@ class AsyncClient:
         org: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        token_age: float = 0.0,
         timeout: float = calls.DEFAULT_TIMEOUT,
         max_retries: int = calls.DEFAULT_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = calls.resolve_base_url(base_url)
-        self._credentials = Credentials.resolve(api_key, email, org, password, token)
+        self._credentials = Credentials.resolve(api_key, email, org, password, token, token_age)
         self._max_retries = max_retries
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
         self._tenant_uid: str | None = None

@@ -289,6 +289,7 @@ class Credentials:
         org: str | None,
         password: str | None,
         token: str | None,
+        token_age: float = 0.0,
     ) -> Credentials:
         if api_key is None and email is None and token is None:
             api_key = os.environ.get("KEYPLANE_API_KEY") or None
@@ -300,7 +301,7 @@ class Credentials:
             org=org,
             password=password,
             token=token,
-            token_obtained_at=time.monotonic() if token else 0.0,
+            token_obtained_at=time.monotonic() - max(0.0, token_age) if token else 0.0,
         )
 
     @property
