@@ -10,7 +10,11 @@ PORT ?= 8000
 DEMO_TENANT ?= demo
 DEMO_ADMIN ?= admin@demo.keyplane.local
 
-.PHONY: install run test lint typecheck pytest clean
+FUZZ_EXAMPLES ?= 500
+SOAK_SECONDS ?= 180
+SOAK_ARGS ?=
+
+.PHONY: install run test lint typecheck pytest clean fuzz soak
 
 install: $(STAMP)
 
@@ -40,6 +44,15 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Schemathesis with far more examples per operation than `make test` (15): about 5 minutes.
+fuzz: install
+	KEYPLANE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -rP
+
+# Mixed traffic against a real `keyplane serve`; exits 1 on errors or growing memory.
+# PostgreSQL: make soak SOAK_ARGS=--database-url=postgresql://postgres@127.0.0.1:5432/DB
+soak: install
+	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.engine import make_url
 
 from keyplane.app import create_app
@@ -30,10 +32,27 @@ TABLES = [
     "auth_sessions",
     "api_keys",
     "cache_invalidations",
+    "login_lockouts",
     "resource_limits",
     "users",
     "tenants",
 ]
+
+
+# Property tests: a bounded number of examples in `make test`; HYPOTHESIS_PROFILE=long for
+# a deeper search. Examples share the test's database (the function-scoped fixtures), so
+# each example cleans up after itself; deadline=None because a request to PostgreSQL on a
+# busy machine may take a while without anything being wrong.
+hypothesis_settings.register_profile(
+    "keyplane",
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.register_profile(
+    "long", parent=hypothesis_settings.get_profile("keyplane"), max_examples=2000
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "keyplane"))
 
 
 def _in_ci() -> bool:
@@ -145,3 +164,17 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def world(client: httpx.AsyncClient, runtime: Runtime) -> World:
     return await build_world(client, runtime)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.matrix import CASES
+
+    passed = terminalreporter.stats.get("passed", [])
+    permission_cells = sum(1 for report in passed if "test_permissions.py" in report.nodeid)
+    if permission_cells:
+        CASES["permission table (API keys, by actor and credential)"] += permission_cells
+    if CASES:
+        terminalreporter.write_sep("-", "authorization matrices")
+        for matrix, cases in sorted(CASES.items()):
+            terminalreporter.write_line(f"{matrix}: {cases} cases")
+        terminalreporter.write_line(f"in all: {sum(CASES.values())} cases")

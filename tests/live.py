@@ -110,6 +110,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if name == "secret_key":
             value = settings.secret_key.get_secret_value()
+        elif isinstance(value, list):
+            # Lists (trusted proxies) are comma-separated in the environment.
+            value = ",".join(str(item) for item in value)
         environment[f"KEYPLANE_{name.upper()}"] = str(value)
     return environment
 

@@ -4,8 +4,11 @@ connects."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +24,7 @@ from keyplane.audit.endpoints import router as audit_router
 from keyplane.auth.endpoints import router as auth_router
 from keyplane.console.router import router as console_router
 from keyplane.console.templating import STATIC_DIR
+from keyplane.kit.client_address import ClientAddressResolver
 from keyplane.kit.db import create_engine
 from keyplane.kit.errors import ErrorBody, install_error_handlers
 from keyplane.kit.middleware import RequestContextMiddleware
@@ -46,6 +50,7 @@ _ERROR_STATUSES = {
     "403": "Not allowed for this caller",
     "404": "No such resource (or not visible to this caller)",
     "409": "Conflicts with the current state",
+    "413": "The request body is too large",
     "429": "Too many requests",
     "503": "The database cannot be reached",
 }
@@ -109,18 +114,27 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.include_router(console_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_body_bytes,
+        max_json_depth=settings.max_json_depth,
+        client_address=ClientAddressResolver(
+            trusted_proxies=settings.trusted_proxies, header=settings.client_address_header
+        ),
+    )
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         # Served from the package: Keyplane never needs the internet at run time.
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="Keyplane API",
             swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
             swagger_favicon_url="data:,",
         )
+        page.headers["Content-Security-Policy"] = _docs_content_security_policy(bytes(page.body))
+        return page
 
     @app.get("/healthz", tags=["health"], operation_id="healthz", include_in_schema=True)
     async def healthz() -> dict[str, str]:
@@ -134,6 +148,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _docs_content_security_policy(page: bytes) -> str:
+    """Swagger UI starts from one inline script: allowed by its hash, and no other."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in re.findall(rb"<script>(.*?)</script>", page, re.DOTALL)
+    )
+    return (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    )
 
 
 def create_app_from_env() -> FastAPI:

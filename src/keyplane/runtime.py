@@ -19,7 +19,7 @@ from keyplane.kit.invalidation import (
 )
 from keyplane.kit.keys import SecretHasher
 from keyplane.kit.passwords import PasswordHasher
-from keyplane.kit.rate_limit import FailureLimiter
+from keyplane.kit.rate_limit import FailureLimiter, Periodic
 from keyplane.settings import Settings
 
 
@@ -33,6 +33,8 @@ class Runtime:
     last_used: LastUsedRecorder
     auth_failures: FailureLimiter
     key_cache: KeyCache
+    # When this instance last cleared stale login-failure counts (see auth.throttling).
+    login_failure_pruning: Periodic
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
@@ -53,9 +55,12 @@ class Runtime:
             ),
             last_used=LastUsedRecorder(),
             auth_failures=FailureLimiter(
-                settings.auth_failure_rate_per_second, settings.auth_failure_burst
+                settings.auth_failure_rate_per_second,
+                settings.auth_failure_burst,
+                report_interval=settings.auth_failure_report_interval_seconds,
             ),
             key_cache=key_cache,
+            login_failure_pruning=Periodic(60.0),
         )
 
 

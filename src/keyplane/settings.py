@@ -6,10 +6,10 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 (a file name)
 MIN_SECRET_LENGTH = 32
@@ -58,11 +58,36 @@ class Settings(BaseSettings):
     # Failed authentications per client address: Palette answers 10 requests per second.
     auth_failure_rate_per_second: float = Field(default=5.0, gt=0)
     auth_failure_burst: int = Field(default=20, ge=1)
+    # Refusals by that limit are audited, but at most once per address per interval, so
+    # that an attacker cannot turn each refused request into a stored record.
+    auth_failure_report_interval_seconds: float = Field(default=60.0, gt=0)
+
+    # Per account (email): this many wrong passwords in a row, each within the window of
+    # the previous one, lock it for the cooldown.
+    login_lockout_threshold: int = Field(default=10, ge=1)
+    login_lockout_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_lockout_seconds: int = Field(default=15 * 60, ge=1)
+
+    # Only a direct peer in these networks may say, in the header below, whom it forwards
+    # for; from anyone else the header is ignored (it is trivially forged).
+    trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
+    client_address_header: str = Field(default="X-Forwarded-For", min_length=1)
 
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2)
 
     page_default_limit: int = Field(default=50, ge=1)
     page_max_limit: int = Field(default=1000, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        # KEYPLANE_TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.10": a comma-separated list (a
+        # JSON list works too).
+        if isinstance(value, str):
+            parts = (part.strip().strip("'\"") for part in value.strip("[] ").split(","))
+            return tuple(part for part in parts if part)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Self:

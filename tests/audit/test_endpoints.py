@@ -296,12 +296,6 @@ async def test_records_outlive_the_deleted_user_and_their_keys(
     assert "auth.login" in _actions(by_alice)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit_events keeps one joined actor_name and audit_read splits it at the first "
-    "space, so 'Mary Ann' + 'van Dyke' reads back as 'Mary' + 'Ann van Dyke'; fixing it needs "
-    "separate first/last name columns (a migration)",
-)
 async def test_actor_names_are_reported_as_the_user_gave_them(
     client: httpx.AsyncClient, world: World
 ) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from keyplane.kit.rate_limit import FailureLimiter
+from keyplane.kit.rate_limit import FailureLimiter, Periodic
 
 
 class Clock:
@@ -30,3 +30,24 @@ def test_clients_are_independent_and_memory_is_bounded() -> None:
     for index in range(100):
         limiter.record_failure(f"flood-{index}")
     assert len(limiter._buckets) == 10
+
+
+def test_refusals_are_reported_once_per_interval() -> None:
+    clock = Clock()
+    limiter = FailureLimiter(1.0, 1, report_interval=60.0, clock=clock)
+    assert limiter.should_report("a")
+    assert not limiter.should_report("a")
+    assert limiter.should_report("b")
+    clock.now = 59.0
+    assert not limiter.should_report("a")
+    clock.now = 60.0
+    assert limiter.should_report("a")
+
+
+def test_periodic_is_due_once_per_period() -> None:
+    clock = Clock()
+    periodic = Periodic(10.0, clock=clock)
+    assert periodic.due()
+    assert not periodic.due()
+    clock.now = 10.0
+    assert periodic.due()

@@ -27,6 +27,9 @@ class Action(StrEnum):
     RESOURCE_LIMIT_UPDATE = "resourceLimit.update"
     LOGIN = "auth.login"
     LOGOUT = "auth.logout"
+    # Failed authentications from one address over its limit (at most one per interval).
+    AUTH_RATE_LIMITED = "auth.rateLimited"
+    LOGIN_LOCKOUT = "auth.lockout"
 
     @property
     def action_type(self) -> str:
@@ -36,7 +39,7 @@ class Action(StrEnum):
             return "create"
         if verb == "delete":
             return "delete"
-        if verb in {"login", "logout"}:
+        if self.value.startswith("auth."):
             return "activity"
         return "update"
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import AwareDatetime
 
 from keyplane.audit import service
 from keyplane.audit.repository import AuditFilters
@@ -12,6 +11,7 @@ from keyplane.auth.dependencies import CurrentPrincipal
 from keyplane.kit.db import DbSession
 from keyplane.kit.errors import ValidationFailed
 from keyplane.kit.pagination import PageRequest, list_meta, page_request, resolve_limit
+from keyplane.kit.validation import UtcDateTime
 from keyplane.runtime import RuntimeDep
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -34,8 +34,8 @@ async def list_audits(
     action_type: Annotated[
         Literal["create", "update", "delete", "activity"] | None, Query(alias="actionType")
     ] = None,
-    start_time: Annotated[AwareDatetime | None, Query(alias="startTime")] = None,
-    end_time: Annotated[AwareDatetime | None, Query(alias="endTime")] = None,
+    start_time: Annotated[UtcDateTime | None, Query(alias="startTime")] = None,
+    end_time: Annotated[UtcDateTime | None, Query(alias="endTime")] = None,
 ) -> AuditList:
     """The tenant's audit log, newest first (tenant admins only)."""
     if start_time and end_time and start_time >= end_time:

@@ -56,13 +56,12 @@ class AuditList(ListResponse):
 
 
 def audit_read(event: AuditEvent, org: str) -> AuditRead:
-    first, _, last = event.actor_name.partition(" ")
     user = (
         AuditUser(
             uid=event.actor_user_uid,
             email_id=event.actor_email,
-            first_name=first,
-            last_name=last,
+            first_name=event.actor_first_name,
+            last_name=event.actor_last_name,
             org=org,
         )
         if event.actor_user_uid

@@ -31,6 +31,8 @@ def _event(
         actor_user_uid=principal.user_uid or None,
         actor_email=principal.email,
         actor_name=f"{principal.first_name} {principal.last_name}".strip(),
+        actor_first_name=principal.first_name[:64],
+        actor_last_name=principal.last_name[:64],
         auth_method=principal.method.value,
         action=action.value,
         action_type=action.action_type,

@@ -9,8 +9,9 @@ from fastapi.security import APIKeyHeader
 
 from keyplane.auth import service
 from keyplane.auth.principal import Principal
+from keyplane.kit.client_address import client_address
 from keyplane.kit.db import DbSession
-from keyplane.kit.errors import Unauthorized, too_many_failures
+from keyplane.kit.errors import Unauthorized
 from keyplane.runtime import RuntimeDep
 
 api_key_header = APIKeyHeader(
@@ -25,10 +26,6 @@ authorization_header = APIKeyHeader(
     description="A session token from POST /v1/auth/authenticate (a Bearer prefix is allowed).",
     auto_error=False,
 )
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 async def get_principal(
@@ -52,10 +49,10 @@ async def get_principal(
         scheme, _, rest = authorization.strip().partition(" ")
         token = rest.strip() if scheme.lower() == "bearer" else authorization.strip()
         return await service.authenticate_session_token(session, runtime, token, address)
-    except Unauthorized:
+    except Unauthorized as exc:
         # Valid credentials never reach this point, so they are never slowed down.
-        if not runtime.auth_failures.record_failure(address):
-            raise too_many_failures(runtime.auth_failures.retry_after(address)) from None
+        kind = "API key" if api_key is not None else "session token"
+        await service.refuse_if_over_limit(session, runtime, address, kind, exc)
         raise
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from keyplane.auth import service
-from keyplane.auth.dependencies import CurrentPrincipal, client_address
+from keyplane.auth.dependencies import CurrentPrincipal
 from keyplane.auth.schemas import AuthLogin, UserToken
+from keyplane.kit.client_address import client_address
 from keyplane.kit.db import DbSession, WritingDbSession
 from keyplane.runtime import RuntimeDep
 

@@ -102,24 +102,22 @@ async def count_failed_login(
     """One more failed password, in one statement so that instances racing on the same
     account cannot lose a count; a run whose last failure is older than the window starts
     over. Returns the count including this failure."""
-    insert = (
-        postgresql.insert
-        if session.get_bind().dialect.name == "postgresql"
-        else sqlite.insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(LoginLockout)
+        .values(subject_hash=subject_hash, failed_count=1, last_failed_at=now)
+        .on_conflict_do_update(
+            index_elements=[LoginLockout.subject_hash],
+            set_={
+                "failed_count": case(
+                    (LoginLockout.last_failed_at < window_start, 1),
+                    else_=LoginLockout.failed_count + 1,
+                ),
+                "last_failed_at": now,
+            },
+        )
+        .returning(LoginLockout.failed_count)
     )
-    statement = insert(LoginLockout).values(
-        subject_hash=subject_hash, failed_count=1, last_failed_at=now
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[LoginLockout.subject_hash],
-        set_={
-            "failed_count": case(
-                (LoginLockout.last_failed_at < window_start, 1),
-                else_=LoginLockout.failed_count + 1,
-            ),
-            "last_failed_at": now,
-        },
-    ).returning(LoginLockout.failed_count)
     return int((await session.execute(statement)).scalar_one())
 
 
@@ -142,7 +140,9 @@ async def clear_login_failures(session: AsyncSession, subject_hash: str) -> None
     await session.execute(delete(LoginLockout).where(LoginLockout.subject_hash == subject_hash))
 
 
-async def prune_login_lockouts(session: AsyncSession, stale_before: datetime, now: datetime) -> None:
+async def prune_login_lockouts(
+    session: AsyncSession, stale_before: datetime, now: datetime
+) -> None:
     """Forgets counts whose window has passed and locks that have ended."""
     await session.execute(
         delete(LoginLockout)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from datetime import timedelta
 
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.audit import service as audit
-from keyplane.audit.actions import Action, Outcome, ResourceKind
-from keyplane.auth import repository
+from keyplane.audit.actions import Action, ResourceKind
+from keyplane.auth import repository, throttling
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.auth.principal import AuthMethod, Principal
+from keyplane.auth.throttling import Claimed, CredentialRefused
 from keyplane.kit.db import transaction
-from keyplane.kit.errors import Unauthorized, ValidationFailed, too_many_failures
+from keyplane.kit.errors import RateLimited, Unauthorized, ValidationFailed
 from keyplane.kit.keys import (
     generate_session_token,
     is_well_formed_api_key,
@@ -58,21 +60,28 @@ async def authenticate_api_key(
     if snapshot is None or not hmac.compare_digest(snapshot.key_hash, key_hash):
         raise Unauthorized("The API key is not valid.", code="ApiKeyInvalid")
     now = utcnow()
+    refusal: tuple[str, str] | None = None
     if not snapshot.key_active:
-        raise Unauthorized(
+        refusal = (
             "This API key has been revoked; re-activate it or use another key.",
-            code="ApiKeyRevoked",
+            "ApiKeyRevoked",
         )
     # Against the clock on every request: a cached snapshot never outlives its expiry.
-    if snapshot.expires_at <= now:
-        raise Unauthorized(
-            f"This API key expired at {rfc3339(snapshot.expires_at)}.", code="ApiKeyExpired"
-        )
-    if not snapshot.user_active:
-        raise Unauthorized(
-            "The user this API key belongs to is deactivated.", code="ApiKeyUserInactive"
+    elif snapshot.expires_at <= now:
+        refusal = (f"This API key expired at {rfc3339(snapshot.expires_at)}.", "ApiKeyExpired")
+    elif not snapshot.user_active:
+        refusal = ("The user this API key belongs to is deactivated.", "ApiKeyUserInactive")
+    if refusal is not None:
+        message, code = refusal
+        owner = _key_principal(snapshot, client_address)
+        raise CredentialRefused(
+            message, code=code, claimed=Claimed(owner, f"API key {snapshot.key_uid}")
         )
     runtime.last_used.record(snapshot.key_uid, now)
+    return _key_principal(snapshot, client_address)
+
+
+def _key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
     return Principal(
         tenant_uid=snapshot.tenant_uid,
         tenant_name=snapshot.tenant_name,
@@ -107,7 +116,7 @@ async def _key_snapshot(
 
 
 async def _valid_session(
-    session: AsyncSession, runtime: Runtime, token: str
+    session: AsyncSession, runtime: Runtime, token: str, client_address: str
 ) -> tuple[AuthSession, User, Tenant]:
     if not is_well_formed_session_token(token):
         raise Unauthorized("The session token is not valid; log in again.", code="TokenInvalid")
@@ -115,19 +124,28 @@ async def _valid_session(
     if found is None:
         raise Unauthorized("The session token is not valid; log in again.", code="TokenInvalid")
     auth_session, user, tenant = found
+    refusal: tuple[str, str] | None = None
     if auth_session.revoked_at is not None:
-        raise Unauthorized("This session has been logged out; log in again.", code="TokenRevoked")
-    if auth_session.expires_at <= utcnow():
-        raise Unauthorized("The session has expired; log in again.", code="TokenExpired")
-    if not user.is_active:
-        raise Unauthorized("This user is deactivated.", code="UserInactive")
+        refusal = ("This session has been logged out; log in again.", "TokenRevoked")
+    elif auth_session.expires_at <= utcnow():
+        refusal = ("The session has expired; log in again.", "TokenExpired")
+    elif not user.is_active:
+        refusal = ("This user is deactivated.", "UserInactive")
+    if refusal is not None:
+        message, code = refusal
+        principal = principal_for(
+            user, tenant, AuthMethod.SESSION, auth_session.uid, client_address
+        )
+        raise CredentialRefused(
+            message, code=code, claimed=Claimed(principal, f"session {auth_session.uid}")
+        )
     return auth_session, user, tenant
 
 
 async def authenticate_session_token(
     session: AsyncSession, runtime: Runtime, token: str, client_address: str
 ) -> Principal:
-    auth_session, user, tenant = await _valid_session(session, runtime, token)
+    auth_session, user, tenant = await _valid_session(session, runtime, token, client_address)
     return principal_for(user, tenant, AuthMethod.SESSION, auth_session.uid, client_address)
 
 
@@ -140,13 +158,30 @@ async def login(
     *,
     ttl_seconds: int | None = None,
 ) -> str:
-    """Check the password outside any transaction (argon2 is slow by design), then record."""
+    """Check the password outside any transaction (argon2 is slow by design), then record.
+
+    Refused before any password check: a client address over its failure limit (even with
+    the right password, or guessing could go on at full speed), and a locked email."""
     limiter = runtime.auth_failures
-    if limiter.exhausted(client_address):
-        raise too_many_failures(limiter.retry_after(client_address))
     email = email.strip().lower()
+    if limiter.exhausted(client_address):
+
+        async def accounts() -> list[Claimed]:
+            async with transaction(runtime.sessionmaker, writes=False) as session:
+                found = await repository.find_login_candidates(session, email, org)
+            return _login_accounts(found, client_address)
+
+        raise await throttling.refuse_over_limit(runtime, client_address, "password", accounts)
+    subject = throttling.lockout_subject(runtime, email)
     async with transaction(runtime.sessionmaker, writes=False) as session:
         candidates = await repository.find_login_candidates(session, email, org)
+        lockout = await repository.find_login_lockout(session, subject)
+    try:
+        throttling.check_not_locked(lockout, utcnow())
+    except RateLimited:
+        # Refused all the same: it spends the address's failure budget like a wrong password.
+        limiter.record_failure(client_address)
+        raise
     if len(candidates) > 1:
         # Without an org, only the password tells the accounts apart; and only someone who
         # has it learns that the email is in several organizations.
@@ -170,19 +205,16 @@ async def login(
             runtime.password_hasher.verify, user.password_hash if user else None, password
         )
     if user is None or tenant is None or not password_ok:
-        if user is not None and tenant is not None:
-            await audit.record_separately(
-                runtime.sessionmaker,
-                principal_for(user, tenant, AuthMethod.SESSION, "", client_address),
-                Action.LOGIN,
-                ResourceKind.USER,
-                user.uid,
-                user.email,
-                outcome=Outcome.FAILURE,
-                message="wrong password",
-            )
         limiter.record_failure(client_address)
-        raise Unauthorized(INVALID_CREDENTIALS, code="InvalidCredentials")
+        locked = await throttling.record_wrong_password(
+            runtime,
+            subject,
+            _login_accounts(candidates, client_address),
+            # With several accounts for the email and none matching, it is not known which
+            # one was meant.
+            audit_attempt=len(candidates) == 1,
+        )
+        raise locked or Unauthorized(INVALID_CREDENTIALS, code="InvalidCredentials")
     if not user.is_active:
         raise Unauthorized(
             "This account is deactivated; ask a tenant admin to re-activate it.",
@@ -203,6 +235,7 @@ async def login(
             + timedelta(seconds=max(ttl_seconds or 0, settings.session_max_lifetime_seconds)),
         )
         session.add(auth_session)
+        await repository.clear_login_failures(session, subject)
         stored_user = await repository.find_user(session, user.uid)
         if stored_user is not None:
             stored_user.last_sign_in_at = now
@@ -226,12 +259,10 @@ async def renew_session_token(
     session: AsyncSession, runtime: Runtime, token: str, client_address: str
 ) -> str:
     """A new token for the same login; the old one stops working at once."""
-    limiter = runtime.auth_failures
     try:
-        auth_session, _user, _tenant = await _valid_session(session, runtime, token)
-    except Unauthorized:
-        if not limiter.record_failure(client_address):
-            raise too_many_failures(limiter.retry_after(client_address)) from None
+        auth_session, _user, _tenant = await _valid_session(session, runtime, token, client_address)
+    except Unauthorized as exc:
+        await refuse_if_over_limit(session, runtime, client_address, "session token", exc)
         raise
     now = utcnow()
     if now >= auth_session.max_expires_at:
@@ -246,6 +277,34 @@ async def renew_session_token(
     )
     await session.flush()
     return new_token
+
+
+def _login_accounts(
+    candidates: Sequence[tuple[User, Tenant]], client_address: str
+) -> list[Claimed]:
+    return [
+        Claimed(principal_for(user, tenant, AuthMethod.SESSION, "", client_address), "password")
+        for user, tenant in candidates
+    ]
+
+
+async def refuse_if_over_limit(
+    session: AsyncSession, runtime: Runtime, client_address: str, kind: str, error: Unauthorized
+) -> None:
+    """Takes a failure token for a refused key or token; raises 429 instead of the 401
+    once the client has none left."""
+    if runtime.auth_failures.record_failure(client_address):
+        return
+
+    async def claimed() -> Sequence[Claimed]:
+        found = throttling.claimed_by(error)
+        if found:
+            # The request's transaction holds SQLite's write lock (and will roll back):
+            # end it, so that the audit record can be written in a transaction of its own.
+            await session.rollback()
+        return found
+
+    raise await throttling.refuse_over_limit(runtime, client_address, kind, claimed) from None
 
 
 async def logout(session: AsyncSession, principal: Principal) -> None:

@@ -49,6 +49,8 @@ ACTION_LABELS: dict[str, str] = {
     Action.RESOURCE_LIMIT_UPDATE: "Resource limit changed",
     Action.LOGIN: "Logged in",
     Action.LOGOUT: "Logged out",
+    Action.AUTH_RATE_LIMITED: "Too many failed logins or keys",
+    Action.LOGIN_LOCKOUT: "Account locked",
 }
 RESOURCE_LABELS: dict[str, str] = {
     ResourceKind.API_KEY: "API key",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 
 from keyplane.auth import service as auth
-from keyplane.auth.dependencies import client_address
 from keyplane.console.routing import ConsoleRoute, redirect
 from keyplane.console.session import (
     LOGIN_CSRF_COOKIE,
@@ -21,6 +21,7 @@ from keyplane.console.session import (
     set_session_cookie,
 )
 from keyplane.console.templating import render
+from keyplane.kit.client_address import client_address
 from keyplane.kit.db import DbSession
 from keyplane.kit.errors import Forbidden, RateLimited, Unauthorized, ValidationFailed
 from keyplane.runtime import RuntimeDep
@@ -43,6 +44,7 @@ def _login_page(
     next_url: str = "/",
     error: str = "",
     status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     token = new_login_csrf()
     response = render(
@@ -59,6 +61,7 @@ def _login_page(
         status_code=status_code,
     )
     set_login_csrf_cookie(request, response, token)
+    response.headers.update(headers or {})
     return response
 
 
@@ -106,6 +109,8 @@ async def login(
             ttl_seconds=runtime.settings.console_session_ttl_seconds,
         )
     except (Unauthorized, ValidationFailed, RateLimited) as exc:
+        # A locked account or an address over its limit: the message says until when, and
+        # Retry-After says it to machines.
         return _login_page(
             request,
             email=email,
@@ -113,6 +118,7 @@ async def login(
             next_url=next,
             error=exc.message,
             status_code=exc.status_code,
+            headers=exc.headers,
         )
     response = redirect(_safe_next(next))
     set_session_cookie(request, response, token, runtime.settings.console_session_ttl_seconds)

@@ -10,8 +10,8 @@ from urllib.parse import quote, unquote
 from fastapi import Depends, Request, Response
 
 from keyplane.auth import service as auth
-from keyplane.auth.dependencies import client_address
 from keyplane.auth.principal import Principal
+from keyplane.kit.client_address import client_address
 from keyplane.kit.db import DbSession
 from keyplane.kit.errors import Forbidden, Unauthorized
 from keyplane.runtime import Runtime, RuntimeDep
@@ -116,11 +116,12 @@ async def get_console_principal(
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise LoginRequired("")
+    address = client_address(request)
     try:
-        principal = await auth.authenticate_session_token(
-            session, runtime, token, client_address(request)
-        )
+        principal = await auth.authenticate_session_token(session, runtime, token, address)
     except Unauthorized as exc:
+        # A cookie is a session token like any other: guessing is limited the same way.
+        await auth.refuse_if_over_limit(session, runtime, address, "session cookie", exc)
         reason = (
             "Your session has expired. Log in again."
             if exc.code

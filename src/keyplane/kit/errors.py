@@ -25,9 +25,11 @@ from typing import Any, ClassVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger("keyplane.errors")
 
@@ -177,12 +179,16 @@ def install_error_handlers(app: FastAPI) -> None:
             405: "This method is not allowed on this endpoint.",
             413: "The request body is too large.",
         }
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = dict(headers or {})
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
         return error_response(
             request,
             exc.status_code,
             codes.get(exc.status_code, "HttpError"),
             messages.get(exc.status_code, str(exc.detail)),
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -233,6 +239,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DBAPIError, on_database_error)
     app.add_exception_handler(OSError, on_connection_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _allowed_methods(request: Request, tried: str) -> str:
+    """Every method of the path, as a 405 must list them (RFC 9110). Starlette's own
+    ``Allow`` (``tried``) names only the methods of the one route it tried, and FastAPI makes
+    one route per method: gather those of every route with the same path template."""
+    routes = list(iter_route_contexts(request.app.router.routes))
+    # The first route whose path matches is the one the router tried.
+    first = next((r for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
+    if first is None or first.path_format is None:
+        return tried
+    methods = set[str]().union(
+        *(r.methods or () for r in routes if r.path_format == first.path_format)
+    )
+    return ", ".join(sorted(methods)) or tried
 
 
 def too_many_failures(retry_after: int) -> RateLimited:

@@ -36,6 +36,11 @@ class ListResponse(PaletteModel):
         return data
 
 
+# Past any list Keyplane will hold, and well inside the 64-bit integers both databases take
+# for OFFSET: a larger one used to reach the database and fail there, as a 500.
+MAX_OFFSET = 2**31 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class PageRequest:
     """``paged`` is false when no paging parameter was given: Palette's plain full list."""
@@ -58,7 +63,7 @@ def _decode_continue(token: str) -> int:
             "The continue token is not one this server issued; start again without it.",
             code="InvalidContinueToken",
         ) from exc
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise ValidationFailed(
             "The continue token is not one this server issued; start again without it.",
             code="InvalidContinueToken",
@@ -68,7 +73,9 @@ def _decode_continue(token: str) -> int:
 
 def page_request(
     limit: Annotated[int | None, Query(ge=1, description="Page size.")] = None,
-    offset: Annotated[int | None, Query(ge=0, description="Index of the first item.")] = None,
+    offset: Annotated[
+        int | None, Query(ge=0, le=MAX_OFFSET, description="Index of the first item.")
+    ] = None,
     continue_: Annotated[
         str | None,
         Query(alias="continue", max_length=256, description="Token from listmeta.continue."),

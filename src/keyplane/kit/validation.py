@@ -1,12 +1,13 @@
-"""Reusable constrained types for request bodies."""
+"""Reusable constrained types for request bodies and parameters."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 
 def _printable(value: str) -> str:
@@ -62,3 +63,15 @@ EmailAddress = Annotated[
     StringConstraints(strip_whitespace=True, min_length=3, max_length=254),
     AfterValidator(_email),
 ]
+
+
+def _in_utc(value: datetime) -> datetime:
+    # 9999-12-31T23:59:59-23:59 is a valid RFC 3339 time with no UTC equivalent in Python;
+    # refused here, it cannot reach a query and fail there (it used to, as a 500).
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+UtcDateTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]

@@ -5,6 +5,7 @@ from keyplane.models.audit_event import AuditEvent
 from keyplane.models.auth_session import AuthSession
 from keyplane.models.base import Base
 from keyplane.models.cache_invalidation import CacheInvalidation
+from keyplane.models.login_lockout import LoginLockout
 from keyplane.models.resource_limit import ResourceLimit
 from keyplane.models.tenant import Tenant
 from keyplane.models.user import Role, User
@@ -15,6 +16,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "CacheInvalidation",
+    "LoginLockout",
     "ResourceLimit",
     "Role",
     "Tenant",

@@ -26,6 +26,9 @@ class AuditEvent(Base):
     actor_user_uid: Mapped[str | None] = mapped_column(String(24), index=True)
     actor_email: Mapped[str] = mapped_column(String(254), default="")
     actor_name: Mapped[str] = mapped_column(String(160), default="")
+    # Kept apart as well: a joined name cannot be split back ("Mary Ann" + "van Dyke").
+    actor_first_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    actor_last_name: Mapped[str] = mapped_column(String(64), default="", server_default="")
     auth_method: Mapped[str] = mapped_column(String(16), default="")
     action: Mapped[str] = mapped_column(String(32))
     action_type: Mapped[str] = mapped_column(String(16))

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
+from keyplane.auth import repository as auth_repository
+from keyplane.auth import throttling
 from keyplane.auth.principal import Principal
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, publish
@@ -187,6 +189,10 @@ async def update_user(
         user.last_name = changes.last_name
     if password_hash is not None:
         user.password_hash = password_hash
+        # The lock protected the old password; whoever set this one may log in with it.
+        await auth_repository.clear_login_failures(
+            session, throttling.lockout_subject(runtime, user.email)
+        )
     user.role = role.value
 
     action = Action.USER_UPDATE

@@ -1,0 +1,356 @@
+"""Every operation, REST and console, sent with every kind of credential that must not work.
+
+Each cell asserts the exact status and error code; each sweep then checks that nothing
+stored changed. The REST operations come from the app's own OpenAPI document and the
+console's from its router, so an endpoint added later is in the matrix without anyone
+remembering to add it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, text, update
+
+from keyplane.console.router import router as console_router
+from keyplane.console.session import SESSION_COOKIE, csrf_token_for
+from keyplane.kit.db import transaction
+from keyplane.kit.keys import generate_api_key
+from keyplane.kit.time import utcnow
+from keyplane.models import AuthSession, Tenant
+from keyplane.runtime import Runtime
+from keyplane.settings import Settings
+from tests.api_keys.helpers import backdate_expiry, make_api_key
+from tests.conftest import make_settings
+from tests.helpers import World
+from tests.matrix import count
+from tests.users.helpers import Actor, login, make_user
+
+# Operations anyone may call: they take no credential, or the path carries it.
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("POST", "/v1/auth/authenticate"),
+    ("GET", "/v1/auth/refresh/{token}"),
+}
+# "/" only sends the visitor on (to the login page or to My API Keys, which checks).
+CONSOLE_PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/")}
+# Stored state that a refused request must leave alone. Audit events are left out on
+# purpose: refusals may be recorded there.
+WATCHED_TABLES = ("tenants", "users", "api_keys", "resource_limits", "auth_sessions")
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Any) -> Settings:
+    # Hundreds of refusals from one address: keep them clear of the failure rate limit,
+    # which has tests of its own.
+    return make_settings(database_url, tmp_path, auth_failure_burst=1_000_000)
+
+
+@dataclass(frozen=True)
+class Credential:
+    name: str
+    status: int
+    code: str
+    make: Callable[[httpx.AsyncClient, Runtime, World], Awaitable[dict[str, str]]]
+
+
+async def _key_of(client: httpx.AsyncClient, owner: Actor, name: str) -> tuple[str, str]:
+    key = await make_api_key(client, owner, name)
+    return key.uid, key.value
+
+
+async def _anonymous(_c: httpx.AsyncClient, _r: Runtime, _w: World) -> dict[str, str]:
+    return {}
+
+
+async def _revoked_key(client: httpx.AsyncClient, _r: Runtime, world: World) -> dict[str, str]:
+    uid, value = await _key_of(client, world.alice, "revoked")
+    response = await client.patch(
+        f"/v1/apiKeys/{uid}", json={"isActive": False}, headers=world.alice.headers
+    )
+    assert response.status_code == 204
+    return {"ApiKey": value}
+
+
+async def _expired_key(client: httpx.AsyncClient, runtime: Runtime, world: World) -> dict[str, str]:
+    uid, value = await _key_of(client, world.alice, "expired")
+    await backdate_expiry(runtime, uid)
+    return {"ApiKey": value}
+
+
+async def _deleted_key(client: httpx.AsyncClient, _r: Runtime, world: World) -> dict[str, str]:
+    uid, value = await _key_of(client, world.alice, "deleted")
+    assert (await client.delete(f"/v1/apiKeys/{uid}", headers=world.alice.headers)).is_success
+    return {"ApiKey": value}
+
+
+async def _deactivated_owner(
+    client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> dict[str, str]:
+    carol = await _carol(client, runtime, world)
+    _uid, value = await _key_of(client, carol, "carol's")
+    await _deactivate(client, world, carol)
+    return {"ApiKey": value}
+
+
+async def _malformed_key(_c: httpx.AsyncClient, _r: Runtime, _w: World) -> dict[str, str]:
+    return {"ApiKey": "kp_this-is-not-a-key"}
+
+
+async def _bad_checksum(_c: httpx.AsyncClient, _r: Runtime, _w: World) -> dict[str, str]:
+    value = generate_api_key()
+    return {"ApiKey": value[:-1] + ("0" if value[-1] != "0" else "1")}
+
+
+async def _unknown_key(_c: httpx.AsyncClient, _r: Runtime, _w: World) -> dict[str, str]:
+    return {"ApiKey": generate_api_key()}
+
+
+async def _expired_session(
+    client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> dict[str, str]:
+    headers = await _fresh_session(client, world.alice)
+    async with transaction(runtime.sessionmaker) as session:
+        await session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_uid == world.alice.uid)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    return headers
+
+
+async def _logged_out_session(
+    client: httpx.AsyncClient, _r: Runtime, world: World
+) -> dict[str, str]:
+    headers = await _fresh_session(client, world.bob)
+    assert (await client.post("/v1/auth/logout", headers=headers)).is_success
+    return headers
+
+
+async def _deactivated_users_session(
+    client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> dict[str, str]:
+    carol = await _carol(client, runtime, world)
+    await _deactivate(client, world, carol)
+    return carol.headers
+
+
+async def _garbage_session(_c: httpx.AsyncClient, _r: Runtime, _w: World) -> dict[str, str]:
+    return {"Authorization": "Bearer not-a-token"}
+
+
+async def _fresh_session(client: httpx.AsyncClient, actor: Actor) -> dict[str, str]:
+    stand_in = Actor(actor.uid, actor.email, actor.tenant_uid, actor.tenant_name, actor.password)
+    return await login(client, stand_in)
+
+
+async def _carol(client: httpx.AsyncClient, runtime: Runtime, world: World) -> Actor:
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        acme = await session.get(Tenant, world.admin.tenant_uid)
+    assert acme is not None
+    carol = await make_user(runtime, acme, "carol@acme.example", first_name="Carol")
+    await login(client, carol)
+    return carol
+
+
+async def _deactivate(client: httpx.AsyncClient, world: World, actor: Actor) -> None:
+    response = await client.patch(
+        f"/v1/users/{actor.uid}",
+        json=[{"op": "replace", "path": "/status/isActive", "value": False}],
+        headers=world.admin.headers,
+    )
+    assert response.status_code == 204, response.text
+
+
+CREDENTIALS = [
+    Credential("anonymous", 401, "AuthenticationRequired", _anonymous),
+    Credential("revoked key", 401, "ApiKeyRevoked", _revoked_key),
+    Credential("expired key", 401, "ApiKeyExpired", _expired_key),
+    Credential("deleted key", 401, "ApiKeyInvalid", _deleted_key),
+    Credential("deactivated user's key", 401, "ApiKeyUserInactive", _deactivated_owner),
+    Credential("malformed key", 401, "ApiKeyInvalid", _malformed_key),
+    Credential("key with a bad checksum", 401, "ApiKeyInvalid", _bad_checksum),
+    Credential("well-formed unknown key", 401, "ApiKeyInvalid", _unknown_key),
+    Credential("expired session token", 401, "TokenExpired", _expired_session),
+    Credential("logged-out session token", 401, "TokenRevoked", _logged_out_session),
+    Credential("deactivated user's session", 401, "UserInactive", _deactivated_users_session),
+    Credential("garbage session token", 401, "TokenInvalid", _garbage_session),
+]
+
+
+def rest_operations(app: FastAPI) -> Iterator[tuple[str, str]]:
+    for path, item in app.openapi()["paths"].items():
+        for method in item:
+            if (method.upper(), path) not in PUBLIC:
+                yield method.upper(), path
+
+
+def concrete_path(path: str, world: World, key_uid: str) -> str:
+    return (
+        path.replace("{tenantUid}", world.admin.tenant_uid)
+        .replace("/apiKeys/{uid}", f"/apiKeys/{key_uid}")
+        .replace("/users/{uid}", f"/users/{world.alice.uid}")
+    )
+
+
+async def snapshot(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        return {
+            table: [
+                tuple(row)
+                for row in (await session.execute(text(f"SELECT * FROM {table}"))).all()  # noqa: S608
+            ]
+            for table in WATCHED_TABLES
+        }
+
+
+def _sorted(state: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[str]]:
+    return {table: sorted(map(repr, rows)) for table, rows in state.items()}
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS, ids=lambda credential: credential.name)
+async def test_rest_operations_refuse_the_credential(
+    credential: Credential,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    world: World,
+) -> None:
+    target = await make_api_key(client, world.alice, "target")
+    headers = await credential.make(client, runtime, world)
+    before = _sorted(await snapshot(runtime))
+    operations = list(rest_operations(app))
+    assert len(operations) >= 19
+    for method, path in operations:
+        response = await client.request(
+            method,
+            concrete_path(path, world, target.uid),
+            headers=headers,
+            json={} if method in {"POST", "PUT", "PATCH"} else None,
+        )
+        cell = f"{credential.name}: {method} {path}"
+        assert response.status_code == credential.status, f"{cell}: {response.text}"
+        body = response.json()
+        assert body["code"] == credential.code, cell
+        assert set(body) == {"code", "message", "details", "ref"}, cell
+        for value in headers.values():
+            assert value not in response.text, f"{cell} echoes the credential"
+        count("REST operations x refused credentials")
+    assert _sorted(await snapshot(runtime)) == before
+
+
+def console_operations() -> Iterator[tuple[str, str]]:
+    def walk(routes: list[Any], prefix: str) -> Iterator[tuple[str, str]]:
+        for route in routes:
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                context = route.include_context
+                nested = context.get("prefix", "") if isinstance(context, dict) else ""
+                yield from walk(included.routes, prefix + (nested or ""))
+            elif getattr(route, "methods", None):
+                for method in sorted(route.methods - {"HEAD"}):
+                    if (method, route.path) not in CONSOLE_PUBLIC:
+                        yield method, prefix + route.path
+
+    yield from walk(list(console_router.routes), "")
+
+
+CONSOLE_SESSIONS = ["no cookie", "expired session", "logged-out session", "garbage cookie"]
+
+
+@pytest.mark.parametrize("console_session", CONSOLE_SESSIONS)
+async def test_console_pages_send_the_visitor_to_log_in(
+    console_session: str, client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> None:
+    target = await make_api_key(client, world.alice, "target")
+    cookie = ""
+    if console_session == "expired session":
+        cookie = (await _expired_session(client, runtime, world))["Authorization"]
+    elif console_session == "logged-out session":
+        cookie = (await _logged_out_session(client, runtime, world))["Authorization"]
+    elif console_session == "garbage cookie":
+        cookie = "kps_garbage"
+    before = _sorted(await snapshot(runtime))
+    operations = list(console_operations())
+    assert len(operations) >= 30
+    for method, path in operations:
+        concrete = path.replace("/api-keys/{uid}", f"/api-keys/{target.uid}").replace(
+            "/users/{uid}", f"/users/{world.alice.uid}"
+        )
+        response = await client.request(
+            method,
+            concrete,
+            headers={"Cookie": f"{SESSION_COOKIE}={cookie}"} if cookie else {},
+            data={"csrf_token": "x", "name": "changed"} if method == "POST" else None,
+        )
+        cell = f"{console_session}: {method} {path}"
+        assert response.status_code == 303, f"{cell}: {response.status_code}"
+        assert response.headers["location"].startswith("/login"), cell
+        count("console routes x missing or dead sessions")
+    assert _sorted(await snapshot(runtime)) == before
+
+
+async def _console_cookie_and_csrf(runtime: Runtime, headers: dict[str, str]) -> tuple[str, str]:
+    """A console session is a session token in a cookie; its CSRF token is bound to it."""
+    token = headers["Authorization"]
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        auth_session = (
+            await session.execute(
+                select(AuthSession).where(
+                    AuthSession.token_hash == runtime.secret_hasher.hash(token)
+                )
+            )
+        ).scalar_one()
+    return token, csrf_token_for(runtime, auth_session.uid)
+
+
+def _console_expectation(actor: str, path: str) -> int | None:
+    """The refusal an actor gets on a page about alice's key or alice herself; None where
+    the actor is allowed (those cells belong to the console's feature tests)."""
+    about_alice = "{uid}" in path
+    tenant_pages = path.startswith("/tenant/")
+    if actor == "alice":
+        return 403 if tenant_pages else None
+    if actor == "bob":
+        if tenant_pages:
+            return 403
+        return 404 if about_alice else None
+    # The admin of another tenant: acme's key and user do not exist for them.
+    return 404 if about_alice else None
+
+
+@pytest.mark.parametrize("actor", ["alice", "bob", "other_admin"])
+async def test_console_pages_refuse_what_the_actor_may_not_do(
+    actor: str, client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> None:
+    target = await make_api_key(client, world.alice, "target")
+    cookie, csrf = await _console_cookie_and_csrf(runtime, getattr(world, actor).headers)
+    before = _sorted(await snapshot(runtime))
+    cells = 0
+    for method, path in console_operations():
+        expected = _console_expectation(actor, path)
+        if expected is None:
+            continue
+        concrete = path.replace("/api-keys/{uid}", f"/api-keys/{target.uid}").replace(
+            "/users/{uid}", f"/users/{world.alice.uid}"
+        )
+        response = await client.request(
+            method,
+            concrete,
+            headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
+            data={"csrf_token": csrf, "name": "changed", "limit": "1"}
+            if method == "POST"
+            else None,
+        )
+        assert response.status_code == expected, f"{actor}: {method} {path}"
+        assert target.value not in response.text
+        cells += 1
+        count("console routes x actors refused")
+    assert cells >= 10
+    assert _sorted(await snapshot(runtime)) == before
