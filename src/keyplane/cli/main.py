@@ -94,6 +94,7 @@ def serve(
         "port": port or settings.port,
         # Keyplane writes its own access log, without query strings or session tokens.
         "access_log": False,
+        # Client addresses come from KEYPLANE_TRUSTED_PROXIES only (keyplane.kit.client_address).
         "proxy_headers": False,
         "server_header": False,
         "log_config": log_config(),
