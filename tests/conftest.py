@@ -174,7 +174,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if permission_cells:
         CASES["permission table (API keys, by actor and credential)"] += permission_cells
     if CASES:
-        terminalreporter.write_sep("-", "authorization matrices")
+        terminalreporter.write_sep("-", "cases this run checked")
         for matrix, cases in sorted(CASES.items()):
-            terminalreporter.write_line(f"{matrix}: {cases} cases")
-        terminalreporter.write_line(f"in all: {sum(CASES.values())} cases")
+            terminalreporter.write_line(f"{matrix}: {cases}")
+        matrices = sum(cases for matrix, cases in CASES.items() if "(" not in matrix)
+        if matrices:
+            terminalreporter.write_line(f"authorization matrix cells in all: {matrices}")

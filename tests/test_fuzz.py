@@ -37,6 +37,7 @@ from keyplane.settings import Settings
 from tests.conftest import make_settings
 from tests.helpers import World
 from tests.live import free_port, seed
+from tests.matrix import count
 from tests.users.helpers import Actor
 
 FUZZ_EXAMPLES = int(os.environ.get("KEYPLANE_FUZZ_EXAMPLES", "15"))
@@ -173,6 +174,7 @@ def _run_schemathesis(target: FuzzTarget, caller: Actor, user_uid: str, name: st
     counted = re.search(r"Test cases:\s*\n\s*(\d+) generated", output)
     seed_used = re.search(r"Seed: (\d+)", output)
     assert counted is not None, output
+    count(f"schemathesis cases as {name} (fuzz)", int(counted.group(1)))
     # The figure the README reports (shown with -s or -rP).
     print(
         f"schemathesis as {name}: {counted.group(1)} cases, "
