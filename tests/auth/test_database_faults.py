@@ -143,6 +143,12 @@ async def test_an_unreachable_database_answers_503_and_recovers_by_itself(
                 headers=world.alice.headers,
             )
         )
+        # Under load as well: concurrent requests, every one of them a clear 503.
+        burst = await asyncio.gather(
+            *(info(http, (key.headers, unknown, world.alice.headers)[n % 3]) for n in range(60))
+        )
+        for response in burst:
+            assert_unavailable(response)
         # A malformed key needs no database to be refused.
         malformed = await info(http, {"ApiKey": "kp_not-a-key"})
         assert malformed.status_code == 401
