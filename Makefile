@@ -14,7 +14,7 @@ FUZZ_EXAMPLES ?= 500
 SOAK_SECONDS ?= 180
 SOAK_ARGS ?=
 
-.PHONY: install run test lint typecheck pytest clean fuzz soak
+.PHONY: install run test lint typecheck pytest clean fuzz soak bench bench-quick
 
 install: $(STAMP)
 
@@ -53,6 +53,20 @@ fuzz: install
 # PostgreSQL: make soak SOAK_ARGS=--database-url=postgresql://postgres@127.0.0.1:5432/DB
 soak: install
 	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+# The four benchmarks at the issue's sizes (~10 min; needs wrk and PostgreSQL on 127.0.0.1:5432).
+bench: install
+	$(BIN)/python bench/verify_cost.py
+	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/revocation.py
+	$(BIN)/python bench/scale.py
+
+# The same at small sizes, to check that they run (~3 min).
+bench-quick: install
+	$(BIN)/python bench/verify_cost.py --keys 10000 --calls 2000 --db-calls 300 --repeats 3
+	$(BIN)/python bench/throughput.py --keys 10000 --users 100 --duration 3 --warmup 1
+	$(BIN)/python bench/revocation.py --rounds 20
+	$(BIN)/python bench/scale.py --keys 100000 --users 1000 --tenants 10 --cold-keys 20000 --duration 3 --warmup 1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
