@@ -80,7 +80,8 @@ def invalidation_listener(runtime: Runtime) -> PostgresListener | SqliteWatcher:
     return PostgresListener(url, cache.apply, set_healthy)
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a plain function would be sent to the thread pool on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -9,7 +9,6 @@ from typing import Any, cast
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.service import authenticate_api_key
 from keyplane.kit.errors import Unauthorized
@@ -169,7 +168,5 @@ class _NoHashing:
 async def test_malformed_keys_are_refused_before_hashing(value: str) -> None:
     assume(not is_well_formed_api_key(value))
     with pytest.raises(Unauthorized) as refused:
-        await authenticate_api_key(
-            cast(AsyncSession, None), cast(Runtime, _NoHashing()), value, "192.0.2.1"
-        )
+        await authenticate_api_key(cast(Runtime, _NoHashing()), value, "192.0.2.1")
     assert refused.value.code == "ApiKeyInvalid"

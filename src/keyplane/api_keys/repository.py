@@ -3,13 +3,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
 from keyplane.models import ApiKey, User
+
+Columns = TypeVarTuple("Columns")
 
 
 class ApiKeyOrder(StrEnum):
@@ -37,17 +39,23 @@ _ORDER_COLUMNS: dict[ApiKeyOrder, tuple[Any, ...]] = {
 }
 
 
-def visible_keys(principal: Principal) -> Select[ApiKey, User]:
+def visible_only(statement: Select[*Columns], principal: Principal) -> Select[*Columns]:
     """The one place key reads are scoped: a tenant admin sees the tenant's keys, anyone
-    else their own. Every query below starts here."""
-    statement = (
-        select(ApiKey, User)
-        .join(User, User.uid == ApiKey.user_uid)
-        .where(ApiKey.tenant_uid == principal.tenant_uid)
-    )
+    else their own. Every query below goes through here."""
+    statement = statement.where(ApiKey.tenant_uid == principal.tenant_uid)
     if not principal.is_tenant_admin:
         statement = statement.where(ApiKey.user_uid == principal.user_uid)
     return statement
+
+
+def visible_keys(principal: Principal) -> Select[ApiKey, User]:
+    return visible_only(select(ApiKey, User).join(User, User.uid == ApiKey.user_uid), principal)
+
+
+def _counted(principal: Principal) -> Select[int]:
+    """Counts need no join: every key has its user (a foreign key), and reading only
+    api_keys lets the database answer from the tenant index alone."""
+    return visible_only(select(func.count(ApiKey.uid)), principal)
 
 
 def visible_for_verification(principal: Principal) -> Select[ApiKey, User]:
@@ -84,14 +92,13 @@ async def list_page(
     offset: int,
     limit: int | None,
 ) -> tuple[Sequence[tuple[ApiKey, User]], int]:
-    statement = visible_keys(principal)
+    conditions = []
     if filters.user_uid is not None:
-        statement = statement.where(ApiKey.user_uid == filters.user_uid)
+        conditions.append(ApiKey.user_uid == filters.user_uid)
     if filters.is_active is not None:
-        statement = statement.where(ApiKey.is_active.is_(filters.is_active))
-    total = await session.scalar(
-        select(func.count()).select_from(statement.with_only_columns(ApiKey.uid).subquery())
-    )
+        conditions.append(ApiKey.is_active.is_(filters.is_active))
+    statement = visible_keys(principal).where(*conditions)
+    total = await session.scalar(_counted(principal).where(*conditions))
     columns = (*_ORDER_COLUMNS[filters.order], ApiKey.uid)
     ordered = statement.order_by(
         *(column.desc() if filters.descending else column.asc() for column in columns)
@@ -103,10 +110,7 @@ async def list_page(
 
 
 async def count_owned_by(session: AsyncSession, principal: Principal, user_uid: str) -> int:
-    statement = visible_keys(principal).where(ApiKey.user_uid == user_uid)
-    total = await session.scalar(
-        select(func.count()).select_from(statement.with_only_columns(ApiKey.uid).subquery())
-    )
+    total = await session.scalar(_counted(principal).where(ApiKey.user_uid == user_uid))
     return int(total or 0)
 
 

@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader
 from keyplane.auth import service
 from keyplane.auth.principal import Principal
 from keyplane.kit.client_address import client_address
-from keyplane.kit.db import DbSession
+from keyplane.kit.db import transaction
 from keyplane.kit.errors import Unauthorized
 from keyplane.runtime import RuntimeDep
 
@@ -30,11 +30,12 @@ authorization_header = APIKeyHeader(
 
 async def get_principal(
     request: Request,
-    session: DbSession,
     runtime: RuntimeDep,
     api_key: Annotated[str | None, Security(api_key_header)],
     authorization: Annotated[str | None, Security(authorization_header)],
 ) -> Principal:
+    # No request session here: a key found in the cache is checked without one, and the
+    # few reads a miss needs run in short transactions of their own.
     address = client_address(request)
     if api_key is None and not authorization:
         raise Unauthorized(
@@ -44,15 +45,16 @@ async def get_principal(
         )
     try:
         if api_key is not None:
-            return await service.authenticate_api_key(session, runtime, api_key.strip(), address)
+            return await service.authenticate_api_key(runtime, api_key.strip(), address)
         assert authorization is not None
         scheme, _, rest = authorization.strip().partition(" ")
         token = rest.strip() if scheme.lower() == "bearer" else authorization.strip()
-        return await service.authenticate_session_token(session, runtime, token, address)
+        async with transaction(runtime.sessionmaker, writes=False) as session:
+            return await service.authenticate_session_token(session, runtime, token, address)
     except Unauthorized as exc:
         # Valid credentials never reach this point, so they are never slowed down.
         kind = "API key" if api_key is not None else "session token"
-        await service.refuse_if_over_limit(session, runtime, address, kind, exc)
+        await service.refuse_if_over_limit(None, runtime, address, kind, exc)
         raise
 
 

@@ -46,16 +46,16 @@ def principal_for(
     )
 
 
-async def authenticate_api_key(
-    session: AsyncSession, runtime: Runtime, value: str, client_address: str
-) -> Principal:
+async def authenticate_api_key(runtime: Runtime, value: str, client_address: str) -> Principal:
+    """Most calls end in the cache without touching the database; a miss reads it in a short
+    transaction of its own."""
     # Checked before hashing or querying: a mistyped or random key costs nothing.
     if not is_well_formed_api_key(value):
         raise Unauthorized(
             "The API key is not valid: check that it was copied whole.", code="ApiKeyInvalid"
         )
     key_hash = runtime.secret_hasher.hash(value)
-    snapshot = await _key_snapshot(session, runtime, key_hash)
+    snapshot = await _key_snapshot(runtime, key_hash)
     # The lookup was by hash; compare once more in constant time before trusting it.
     if snapshot is None or not hmac.compare_digest(snapshot.key_hash, key_hash):
         raise Unauthorized("The API key is not valid.", code="ApiKeyInvalid")
@@ -96,9 +96,7 @@ def _key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
     )
 
 
-async def _key_snapshot(
-    session: AsyncSession, runtime: Runtime, key_hash: str
-) -> KeySnapshot | None:
+async def _key_snapshot(runtime: Runtime, key_hash: str) -> KeySnapshot | None:
     """From the cache when it holds a fresh entry, else from the database (and cached)."""
     cache = runtime.key_cache
     cached = cache.get(key_hash)
@@ -107,7 +105,8 @@ async def _key_snapshot(
     if cache.is_known_unknown(key_hash):
         return None
     generation = cache.generation
-    snapshot = await repository.find_key_snapshot(session, key_hash)
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        snapshot = await repository.find_key_snapshot(session, key_hash)
     if snapshot is None:
         cache.put_unknown(key_hash, generation)
         return None
@@ -289,7 +288,11 @@ def _login_accounts(
 
 
 async def refuse_if_over_limit(
-    session: AsyncSession, runtime: Runtime, client_address: str, kind: str, error: Unauthorized
+    session: AsyncSession | None,
+    runtime: Runtime,
+    client_address: str,
+    kind: str,
+    error: Unauthorized,
 ) -> None:
     """Takes a failure token for a refused key or token; raises 429 instead of the 401
     once the client has none left."""
@@ -298,7 +301,7 @@ async def refuse_if_over_limit(
 
     async def claimed() -> Sequence[Claimed]:
         found = throttling.claimed_by(error)
-        if found:
+        if found and session is not None:
             # The request's transaction holds SQLite's write lock (and will roll back):
             # end it, so that the audit record can be written in a transaction of its own.
             await session.rollback()
