@@ -45,7 +45,8 @@ pytest: install
 
 test: lint typecheck pytest
 
-# Schemathesis with far more examples per operation than `make test` (15): about 5 minutes.
+# Schemathesis with far more examples per operation than `make test` (15), on SQLite and
+# PostgreSQL: about 10 minutes.
 fuzz: install
 	KEYPLANE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -rP
 

@@ -34,7 +34,7 @@ from keyplane.kit.db import create_engine
 from keyplane.kit.migrations import upgrade_to_head
 from keyplane.runtime import Runtime
 from keyplane.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import TABLES, _execute, make_settings
 from tests.helpers import World
 from tests.live import free_port, seed
 from tests.matrix import count
@@ -61,6 +61,7 @@ class FuzzTarget:
     url: str
     world: World
     data_dir: Path
+    database: str
 
 
 @contextmanager
@@ -93,11 +94,18 @@ async def _seed(settings: Settings) -> World:
         await engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzz_target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FuzzTarget]:
     data_dir = tmp_path_factory.mktemp("fuzz")
-    database_url = f"sqlite:///{data_dir / 'keyplane.db'}"
-    upgrade_to_head(database_url)
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{data_dir / 'keyplane.db'}"
+        upgrade_to_head(database_url)
+    else:
+        # The run's PostgreSQL database, emptied; the next test empties it again.
+        database_url = request.getfixturevalue("postgres_url")
+        asyncio.run(_execute(database_url, f"TRUNCATE {', '.join(TABLES)} CASCADE"))
     settings = make_settings(
         database_url,
         data_dir,
@@ -111,7 +119,7 @@ def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzTarget
     )
     world = asyncio.run(_seed(settings))
     with _uvicorn_thread(settings) as url:
-        yield FuzzTarget(url=url, world=world, data_dir=data_dir)
+        yield FuzzTarget(url=url, world=world, data_dir=data_dir, database=request.param)
 
 
 def _toml_string(value: str) -> str:
@@ -174,7 +182,7 @@ def _run_schemathesis(target: FuzzTarget, caller: Actor, user_uid: str, name: st
     counted = re.search(r"Test cases:\s*\n\s*(\d+) generated", output)
     seed_used = re.search(r"Seed: (\d+)", output)
     assert counted is not None, output
-    count(f"schemathesis cases as {name} (fuzz)", int(counted.group(1)))
+    count(f"schemathesis cases as {name} on {target.database} (fuzz)", int(counted.group(1)))
     # The figure the README reports (shown with -s or -rP).
     print(
         f"schemathesis as {name}: {counted.group(1)} cases, "
