@@ -5,8 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-HOST ?= 127.0.0.1
-PORT ?= 8000
 DEMO_TENANT ?= demo
 DEMO_ADMIN ?= admin@demo.keyplane.local
 
@@ -16,6 +14,12 @@ SOAK_ARGS ?=
 
 .PHONY: install run test lint typecheck pytest clean fuzz soak bench bench-quick
 
+# Where `make run` serves comes from KEYPLANE_HOST and KEYPLANE_PORT, like everywhere else
+# (KEYPLANE_PORT=9000 make run); refuse the HOST=/PORT= of old rather than ignore them.
+ifneq ($(filter command line,$(origin HOST) $(origin PORT)),)
+$(error Set KEYPLANE_HOST and KEYPLANE_PORT instead of HOST and PORT, e.g. KEYPLANE_PORT=9000 make run)
+endif
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -24,14 +28,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
+# `keyplane serve` prints the console's and the API's addresses itself, from the settings.
 run: install
-	@KEYPLANE_ENV=development $(BIN)/keyplane init --if-empty --tenant "$(DEMO_TENANT)" --admin-email "$(DEMO_ADMIN)"
+	@KEYPLANE_ENV=development $(BIN)/keyplane init --if-empty --tenant "$(DEMO_TENANT)" --admin-email "$(DEMO_ADMIN)" --admin-first-name Demo --admin-last-name Admin
 	@echo ""
-	@echo "Console:       http://$(HOST):$(PORT)/   (email $(DEMO_ADMIN), organization $(DEMO_TENANT), password as printed on the first run)"
-	@echo "Keyplane API:  http://$(HOST):$(PORT)/v1   (interactive docs: http://$(HOST):$(PORT)/docs)"
-	@echo "Log in:        POST /v1/auth/authenticate {\"emailId\": \"$(DEMO_ADMIN)\", \"org\": \"$(DEMO_TENANT)\", \"password\": ...}"
+	@echo "Log in:        email $(DEMO_ADMIN), organization $(DEMO_TENANT), password as printed on the first run"
+	@echo "               (API: POST /v1/auth/authenticate {\"emailId\": \"$(DEMO_ADMIN)\", \"org\": \"$(DEMO_TENANT)\", \"password\": ...})"
 	@echo ""
-	KEYPLANE_ENV=development $(BIN)/keyplane serve --host $(HOST) --port $(PORT)
+	@KEYPLANE_ENV=development $(BIN)/keyplane serve
 
 lint: install
 	$(BIN)/ruff check src tests examples bench

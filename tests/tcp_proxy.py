@@ -1,5 +1,9 @@
 """A TCP forwarder between Keyplane and its database, in a thread, that a test can cut and
-restore: the database "goes away" for Keyplane while the real server keeps running."""
+restore: the database "goes away" for Keyplane while the real server keeps running.
+
+``cut`` closes everything, as a dead host would (the client sees it at once);
+``partition`` closes nothing and moves no byte, as a network that drops packets does (the
+client sees nothing at all, until its own timers give up); ``heal`` ends the partition."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
 from types import TracebackType
 
 
@@ -18,6 +23,7 @@ class TcpProxy:
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._partitioned = threading.Event()
 
     def __enter__(self) -> TcpProxy:
         self.start()
@@ -60,6 +66,15 @@ class TcpProxy:
             thread.join(5)
         self._threads = []
 
+    def partition(self) -> None:
+        """Stop moving bytes, both ways, on open and new connections; close nothing. What
+        was sent stays in the kernel's buffers, as TCP keeps retransmitting it."""
+        self._partitioned.set()
+
+    def heal(self) -> None:
+        """Forward again, what was held first, as a network that comes back does."""
+        self._partitioned.clear()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -86,10 +101,18 @@ class TcpProxy:
             for end in peers:
                 selector.register(end, selectors.EVENT_READ)
             while True:
+                if self._partitioned.is_set():
+                    if client.fileno() < 0 or upstream.fileno() < 0:
+                        return
+                    time.sleep(0.05)
+                    continue
                 try:
-                    ready = selector.select(timeout=1)
+                    ready = selector.select(timeout=0.2)
                 except (OSError, ValueError):
                     return
+                if self._partitioned.is_set():
+                    # Set while waiting: what arrived stays unread.
+                    continue
                 for key, _ in ready:
                     source = key.fileobj
                     assert isinstance(source, socket.socket)

@@ -47,6 +47,25 @@ async def test_interactive_docs_are_served(client: httpx.AsyncClient) -> None:
     assert "swagger" in response.text.lower()
 
 
+async def test_favicon_is_served_cached_and_linked_from_every_page(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg ")
+    assert "max-age=86400" in response.headers["cache-control"]
+    assert "no-store" not in response.headers["cache-control"]
+    # The console's pages name it, so that browsers need not guess.
+    page = await client.get("/login")
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page.text
+    linked = await client.get("/static/favicon.svg")
+    assert (linked.status_code, linked.content) == (200, response.content)
+    # Not part of the API.
+    schema = (await client.get("/openapi.json")).json()
+    assert not any("favicon" in path for path in schema["paths"])
+
+
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [

@@ -174,8 +174,8 @@ CREDENTIALS = [
     Credential("expired key", 401, "ApiKeyExpired", _expired_key),
     Credential("deleted key", 401, "ApiKeyInvalid", _deleted_key),
     Credential("deactivated user's key", 401, "ApiKeyUserInactive", _deactivated_owner),
-    Credential("malformed key", 401, "ApiKeyInvalid", _malformed_key),
-    Credential("key with a bad checksum", 401, "ApiKeyInvalid", _bad_checksum),
+    Credential("malformed key", 401, "ApiKeyMalformed", _malformed_key),
+    Credential("key with a bad checksum", 401, "ApiKeyMalformed", _bad_checksum),
     Credential("well-formed unknown key", 401, "ApiKeyInvalid", _unknown_key),
     Credential("expired session token", 401, "TokenExpired", _expired_session),
     Credential("logged-out session token", 401, "TokenRevoked", _logged_out_session),
@@ -354,3 +354,202 @@ async def test_console_pages_refuse_what_the_actor_may_not_do(
         count("console routes x actors refused")
     assert cells >= 10
     assert _sorted(await snapshot(runtime)) == before
+
+
+# --- every operation, for every role --------------------------------------------------
+
+ROLES = ("tenant admin", "user", "verifier")
+NO_SUCH_UID = "0" * 24
+# Every operation of /openapi.json, in the order the sweep runs them (deleting and
+# logging out last), with the exact status for (tenant admin, user, verifier). Each one
+# acts on what the caller may most plausibly touch: its own key, itself, another user of
+# its tenant for changes, its own tenant. A verifier gets 403 VerifierNotAllowed for
+# everything but verifying keys, reading /v1/users/info and its own session; a user gets
+# 403 Forbidden where only tenant admins may act.
+ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
+    ("GET", "/healthz", (200, 200, 200)),
+    ("POST", "/v1/auth/authenticate", (200, 200, 200)),
+    ("GET", "/v1/auth/refresh/{token}", (200, 200, 200)),
+    ("GET", "/v1/users/info", (200, 200, 200)),
+    ("POST", "/v1/apiKeys/verify", (200, 403, 200)),
+    ("GET", "/v1/apiKeys", (200, 200, 403)),
+    ("POST", "/v1/apiKeys", (201, 201, 403)),
+    ("GET", "/v1/apiKeys/{uid}", (200, 200, 403)),
+    ("PUT", "/v1/apiKeys/{uid}", (204, 204, 403)),
+    ("PATCH", "/v1/apiKeys/{uid}", (204, 204, 403)),
+    ("PUT", "/v1/apiKeys/{uid}/state", (204, 204, 403)),
+    ("DELETE", "/v1/apiKeys/{uid}", (204, 204, 403)),
+    ("GET", "/v1/users", (200, 403, 403)),
+    ("POST", "/v1/users", (201, 403, 403)),
+    ("GET", "/v1/users/{uid}", (200, 200, 403)),
+    ("PUT", "/v1/users/{uid}", (204, 403, 403)),
+    ("PATCH", "/v1/users/{uid}", (204, 403, 403)),
+    ("DELETE", "/v1/users/{uid}", (204, 403, 403)),
+    ("GET", "/v1/audits", (200, 403, 403)),
+    ("GET", "/v1/tenants/{tenantUid}/resourceLimits", (200, 403, 403)),
+    ("PATCH", "/v1/tenants/{tenantUid}/resourceLimits", (204, 403, 403)),
+    ("POST", "/v1/auth/logout", (204, 204, 204)),
+]
+
+
+@dataclass
+class RoleCell:
+    """One role's actor, the credential it calls with, and the things it acts on."""
+
+    actor: Actor
+    headers: dict[str, str]
+    own_key: Any
+    other_user_uid: str
+    deletable_user_uid: str
+
+
+async def _role_cell(
+    client: httpx.AsyncClient, runtime: Runtime, world: World, role: str, kind: str
+) -> RoleCell:
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        acme = await session.get(Tenant, world.admin.tenant_uid)
+    assert acme is not None
+    if role == "verifier":
+        actor = await make_user(runtime, acme, "vera@acme.example", role="verifier")
+        await login(client, actor)
+    else:
+        actor = world.admin if role == "tenant admin" else world.alice
+    dora = await make_user(runtime, acme, "dora@acme.example")
+    # Keys made by the tenant admin: a verifier may not make its own.
+    own_key = await make_api_key(client, world.admin, "own", user_uid=actor.uid)
+    headers = dict(actor.headers)
+    if kind == "apiKey":
+        headers = (
+            await make_api_key(client, world.admin, "credential", user_uid=actor.uid)
+        ).headers
+    return RoleCell(actor, headers, own_key, world.bob.uid, dora.uid)
+
+
+def _role_request(
+    cell: RoleCell, world: World, method: str, path: str, uid: str | None = None
+) -> tuple[str, dict[str, Any] | list[Any] | None, dict[str, str]]:
+    """The concrete path, the body and the headers of one cell."""
+    headers = cell.headers
+    body: dict[str, Any] | list[Any] | None = None
+    concrete = path.replace("{tenantUid}", cell.actor.tenant_uid)
+    if path.startswith("/v1/apiKeys/{uid}"):
+        concrete = concrete.replace("{uid}", uid or cell.own_key.uid)
+        if method == "PUT" and not path.endswith("/state"):
+            body = {"metadata": {"name": "renamed"}}
+        elif method in {"PUT", "PATCH"}:
+            body = {"isActive": True}
+    elif path == "/v1/users/{uid}":
+        target = {"GET": cell.actor.uid, "DELETE": cell.deletable_user_uid}.get(
+            method, cell.other_user_uid
+        )
+        concrete = concrete.replace("{uid}", uid or target)
+        if method == "PUT":
+            body = {"spec": {"firstName": "Robert"}}
+        elif method == "PATCH":
+            body = [{"op": "replace", "path": "/spec/lastName", "value": "Bee"}]
+    elif path == "/v1/apiKeys/verify":
+        body = {"key": cell.own_key.value}
+    elif path == "/v1/apiKeys":
+        body = {"metadata": {"name": "made-here"}} if method == "POST" else None
+    elif path == "/v1/users" and method == "POST":
+        body = {"spec": {"emailId": "erin@acme.example", "roles": ["user"]}}
+    elif path.endswith("/resourceLimits") and method == "PATCH":
+        body = {"resources": [{"kind": "apiKey", "limit": 20}]}
+    elif path == "/v1/auth/authenticate":
+        actor = cell.actor
+        body = {"emailId": actor.email, "org": actor.tenant_name, "password": actor.password}
+        headers = {}
+    return concrete, body, headers
+
+
+async def _stored(runtime: Runtime) -> dict[str, list[str]]:
+    """What a refused request must leave alone (the last-used time, written in the
+    background, left out)."""
+    queries = {
+        "users": "SELECT * FROM users",
+        "api_keys": "SELECT uid, user_uid, name, description, expires_at, is_active FROM api_keys",
+        "resource_limits": "SELECT * FROM resource_limits",
+        "auth_sessions": "SELECT * FROM auth_sessions",
+    }
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        return {
+            table: sorted(repr(tuple(row)) for row in (await session.execute(text(query))).all())
+            for table, query in queries.items()
+        }
+
+
+@pytest.mark.parametrize("kind", ["session", "apiKey"])
+@pytest.mark.parametrize("role", ROLES)
+async def test_every_operation_answers_each_role_as_the_permission_table_says(
+    role: str, kind: str, app: FastAPI, client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> None:
+    table = {(method, path): statuses for method, path, statuses in ROLE_TABLE}
+    # The table covers every operation there is: a new endpoint must be added to it.
+    assert set(table) == set(rest_operations(app)) | PUBLIC
+    cell = await _role_cell(client, runtime, world, role, kind)
+    column = ROLES.index(role)
+    for method, path, statuses in ROLE_TABLE:
+        expected = statuses[column]
+        if path == "/v1/auth/logout" and kind == "apiKey":
+            expected = 400  # NotASession: an API key is revoked, not logged out
+        concrete, body, headers = _role_request(cell, world, method, path)
+        if path == "/v1/auth/refresh/{token}":
+            token = (await _fresh_session(client, cell.actor))["Authorization"]
+            concrete = path.replace("{token}", token)
+        before = await _stored(runtime) if expected >= 400 else None
+        response = await client.request(method, concrete, json=body, headers=headers)
+        where = f"{role} by {kind}: {method} {path}"
+        assert response.status_code == expected, f"{where}: {response.text}"
+        if expected == 403:
+            code = "VerifierNotAllowed" if role == "verifier" else "Forbidden"
+            assert response.json()["code"] == code, where
+            assert await _stored(runtime) == before, f"{where} changed something"
+            if "{uid}" in path:
+                # Refused before any lookup: a uid that exists and one that does not
+                # answer alike, so nothing can be learnt by probing.
+                missing, _body, _headers = _role_request(cell, world, method, path, NO_SUCH_UID)
+                probe = await client.request(method, missing, json=body, headers=headers)
+                assert probe.status_code == 403, where
+                assert probe.json()["code"] == code, where
+        elif expected == 400:
+            assert response.json()["code"] == "NotASession", where
+        assert cell.own_key.value not in response.text, f"{where} echoes a key"
+        count("REST operations x roles")
+
+
+async def test_console_refuses_a_verifier_every_page_but_logging_out(
+    client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> None:
+    """A verifier has no keys to manage and no tenant to administer: every console page
+    answers with the refusal page (403), My API Keys included; it may log out."""
+    async with transaction(runtime.sessionmaker, writes=False) as session:
+        acme = await session.get(Tenant, world.admin.tenant_uid)
+    assert acme is not None
+    vera = await make_user(runtime, acme, "vera@acme.example", role="verifier")
+    await login(client, vera)
+    target = await make_api_key(client, world.admin, "vera's", user_uid=vera.uid)
+    cookie, csrf = await _console_cookie_and_csrf(runtime, vera.headers)
+    before = _sorted(await snapshot(runtime))
+    operations = [op for op in console_operations() if op != ("POST", "/logout")]
+    assert ("GET", "/my/api-keys") in operations
+    assert ("GET", "/my/api-keys/new") in operations
+    for method, path in operations:
+        for uid in (target.uid, NO_SUCH_UID):
+            concrete = path.replace("{uid}", uid)
+            response = await client.request(
+                method,
+                concrete,
+                headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
+                data={"csrf_token": csrf, "name": "changed", "limit": "1"}
+                if method == "POST"
+                else None,
+            )
+            assert response.status_code == 403, f"verifier: {method} {path}"
+            assert target.value not in response.text
+            count("console routes x verifier")
+    assert _sorted(await snapshot(runtime)) == before
+    out = await client.post(
+        "/logout", headers={"Cookie": f"{SESSION_COOKIE}={cookie}"}, data={"csrf_token": csrf}
+    )
+    assert out.status_code == 303
+    assert out.headers["location"] == "/login"

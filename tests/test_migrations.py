@@ -112,3 +112,37 @@ async def test_0004_fills_the_actor_names_of_earlier_events(fresh_database_url: 
         ]
     finally:
         await engine.dispose()
+
+
+_INSERT_KEY = sqlalchemy.text(
+    "INSERT INTO api_keys (uid, tenant_uid, user_uid, created_by_uid, name, description, "
+    "expires_at, is_active, key_hash, created_at, modified_at) VALUES ('k1', 't1', 'u1', 'u1', "
+    "'old', '', :at, true, :hash, :at, :at)"
+)
+
+
+async def test_0005_leaves_the_hint_of_earlier_keys_empty(fresh_database_url: str) -> None:
+    """Keys created before 0005 have only their hash: their hint stays NULL (shown as a
+    dash), and the key itself is untouched."""
+    config = alembic_config(fresh_database_url)
+    await asyncio.to_thread(command.upgrade, config, "0004")
+    engine = create_engine(fresh_database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(_INSERT_TENANT, {"at": _AT})
+            await connection.execute(_INSERT_USER, {"first": "Mary", "last": "Major", "at": _AT})
+            await connection.execute(_INSERT_KEY, {"at": _AT, "hash": "h" * 64})
+        await asyncio.to_thread(command.upgrade, config, "head")
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    sqlalchemy.text("SELECT uid, name, key_hash, key_hint FROM api_keys")
+                )
+            ).all()
+        assert [tuple(row) for row in rows] == [("k1", "old", "h" * 64, None)]
+        await asyncio.to_thread(command.downgrade, config, "0004")
+        async with engine.connect() as connection:
+            columns = (await connection.execute(sqlalchemy.text("SELECT * FROM api_keys"))).keys()
+        assert "key_hint" not in columns
+    finally:
+        await engine.dispose()

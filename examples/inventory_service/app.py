@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI
 
 from keyplane.client import KeyVerification
-from keyplane.client.asgi import KeyplaneAuth
+from keyplane.client.asgi import KeyplaneAuth, Refused
 
 
 def create_app(auth: KeyplaneAuth) -> FastAPI:
@@ -22,6 +22,8 @@ def create_app(auth: KeyplaneAuth) -> FastAPI:
         await auth.aclose()
 
     service = FastAPI(title="Inventory (example)", lifespan=lifespan)
+    # Refused keys get Keyplane's own error body and codes, as Keyplane's API answers them.
+    service.add_exception_handler(Refused, auth.error_response)
 
     @service.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from keyplane import __version__
@@ -30,6 +30,7 @@ from keyplane.kit.db import create_engine
 from keyplane.kit.errors import ErrorBody, install_error_handlers
 from keyplane.kit.middleware import RequestContextMiddleware
 from keyplane.kit.migrations import current_revision, head_revision
+from keyplane.kit.routing import guard_fixed_paths
 from keyplane.runtime import Runtime, invalidation_listener
 from keyplane.settings import Settings
 from keyplane.tenants.endpoints import router as tenants_router
@@ -53,7 +54,8 @@ _ERROR_STATUSES = {
     "409": "Conflicts with the current state",
     "413": "The request body is too large",
     "429": "Too many requests",
-    "503": "The database cannot be reached",
+    "503": "The database cannot serve it now (unreachable, timed out, storage full); see "
+    "Retry-After",
 }
 
 
@@ -67,7 +69,9 @@ class DatabaseNotMigrated(RuntimeError):
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = create_engine(settings.resolved_database_url)
+    engine = create_engine(
+        settings.resolved_database_url, timeout_seconds=settings.database_timeout_seconds
+    )
     try:
         current, head = await current_revision(engine), head_revision()
         if current != head:
@@ -147,12 +151,22 @@ def create_app(settings: Settings) -> FastAPI:
         """Liveness: answers without authentication or database access."""
         return {"status": "ok"}
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        # Browsers ask for it on their own; the console's pages link the same SVG.
+        return FileResponse(
+            STATIC_DIR / "favicon.svg",
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
             app.openapi_schema = _openapi_with_palette_errors(app)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    guard_fixed_paths(app)
     return app
 
 

@@ -77,7 +77,9 @@ def invalidation_listener(runtime: Runtime) -> PostgresListener | SqliteWatcher:
         return SqliteWatcher(
             url.database, cache.apply, set_healthy, settings.invalidation_poll_seconds
         )
-    return PostgresListener(url, cache.apply, set_healthy)
+    return PostgresListener(
+        url, cache.apply, set_healthy, timeout_seconds=settings.database_timeout_seconds
+    )
 
 
 async def get_runtime(request: Request) -> Runtime:

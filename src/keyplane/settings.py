@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     env: Environment = Environment.PRODUCTION
     data_dir: Path = Path("data")
     database_url: str = ""
+    # The longest any one wait on the database may take (connect, pool checkout, each
+    # statement): past it a request gets a 503 rather than hanging with the database.
+    database_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
     secret_key: SecretStr = SecretStr("")
 
     host: str = "127.0.0.1"

@@ -5,9 +5,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from keyplane.kit.db import transaction
 from keyplane.kit.keys import is_well_formed_api_key
 from keyplane.kit.time import rfc3339, utcnow
+from keyplane.models import ApiKey
 from keyplane.runtime import Runtime
 from tests.api_keys.helpers import backdate_expiry, key_body, make_api_key
 from tests.helpers import World
@@ -330,7 +333,8 @@ async def test_list_without_paging_is_exactly_palettes_shape(
 
 
 async def test_paging_with_offset_and_continue(client: httpx.AsyncClient, world: World) -> None:
-    created = [await make_api_key(client, world.alice, f"key-{index}") for index in range(5)]
+    # Newest first.
+    created = [await make_api_key(client, world.alice, f"key-{index}") for index in range(5)][::-1]
     first = await _list(client, world.alice, limit=2)
     assert first["listmeta"]["count"] == 5
     assert first["listmeta"]["limit"] == 2
@@ -346,6 +350,52 @@ async def test_paging_with_offset_and_continue(client: httpx.AsyncClient, world:
     by_offset = await _list(client, world.alice, limit=2, offset=4)
     assert [item["metadata"]["uid"] for item in by_offset["items"]] == [created[4].uid]
     assert by_offset["listmeta"]["continue"] == ""
+
+
+async def test_newest_first_by_default_with_stable_pages_on_equal_times(
+    client: httpx.AsyncClient, world: World, runtime: Runtime
+) -> None:
+    created = [await make_api_key(client, world.alice, f"key-{index}") for index in range(3)]
+    listed = [item["metadata"]["uid"] for item in (await _list(client, world.alice))["items"]]
+    assert listed == [key.uid for key in reversed(created)]
+
+    # Keys created in the same instant: the uid breaks the tie, so pages neither repeat nor
+    # skip a key.
+    same = [await make_api_key(client, world.bob, f"same-{index}") for index in range(5)]
+    async with transaction(runtime.sessionmaker) as session:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.uid.in_([key.uid for key in same]))
+            .values(created_at=utcnow() + timedelta(hours=1))
+        )
+    paged: list[str] = []
+    for offset in range(0, 8, 2):
+        page = await _list(client, world.admin, limit=2, offset=offset)
+        paged += [item["metadata"]["uid"] for item in page["items"]]
+    assert paged[:5] == sorted((key.uid for key in same), reverse=True)
+    assert paged[5:] == listed
+    assert paged == [
+        item["metadata"]["uid"] for item in (await _list(client, world.admin))["items"]
+    ]
+
+
+async def test_each_key_carries_its_last_four_characters(
+    client: httpx.AsyncClient, world: World, runtime: Runtime
+) -> None:
+    key = await make_api_key(client, world.alice, "deploy")
+    shown = await _get(client, world.alice, key.uid)
+    assert shown["status"]["keyHint"] == key.value[-4:]
+    listed = (await _list(client, world.admin))["items"]
+    assert [item["status"]["keyHint"] for item in listed] == [key.value[-4:]]
+    # No more of the value than that, anywhere in either answer.
+    for text in (str(shown), str(listed)):
+        assert key.value[-5:] not in text
+        assert key.value[:-4] not in text
+
+    # Keys from before hints were kept have none.
+    async with transaction(runtime.sessionmaker) as session:
+        await session.execute(update(ApiKey).where(ApiKey.uid == key.uid).values(key_hint=None))
+    assert (await _get(client, world.alice, key.uid))["status"]["keyHint"] is None
 
 
 @pytest.mark.parametrize(

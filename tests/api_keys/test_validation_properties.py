@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from keyplane.kit.db import transaction
+from keyplane.kit.text import is_visible
 from keyplane.kit.time import utcnow
 from keyplane.models import ApiKey, AuditEvent
 from keyplane.runtime import Runtime
@@ -41,7 +42,10 @@ json_scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
 )
-printable = st.characters(exclude_categories=["Cc", "Cf", "Cs", "Co"])
+# What the name rule (keyplane.kit.text) accepts: visible characters and the ordinary space.
+printable = st.characters(
+    exclude_categories=["Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"]
+).filter(is_visible) | st.just(" ")
 # Listed twice: half the examples look valid, so that creates succeed often enough to
 # check what they store.
 expiries = (

@@ -60,7 +60,9 @@ async def test_every_verdict(client: httpx.AsyncClient, world: World, runtime: R
     await backdate_expiry(runtime, key.uid)
     assert (await _verify(client, verifier, key.value))["code"] == "EXPIRED"
 
-    await client.delete(f"/v1/apiKeys/{key.uid}", headers=world.alice.headers)
+    # Alice's sessions ended with her deactivation: her tenant admin deletes the key.
+    deleted = await client.delete(f"/v1/apiKeys/{key.uid}", headers=world.admin.headers)
+    assert deleted.status_code == 204, deleted.text
     gone = await _verify(client, verifier, key.value)
     assert (gone["valid"], gone["code"], gone["keyUid"]) == (False, "NOT_FOUND", None)
     assert (await _verify(client, verifier, generate_api_key()))["code"] == "NOT_FOUND"

@@ -2,13 +2,15 @@
 
 PostgreSQL only: it is the database that can be unreachable while Keyplane runs. The
 server is real (uvicorn on loopback); the database sits behind a TCP forwarder that the
-test cuts and restores, as a failing network or database host would.
+test cuts and restores, as a failing network or database host would, or partitions (no
+byte moves, nothing is closed) and heals, as a failing network does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import asyncpg
@@ -64,11 +66,13 @@ async def info(http: httpx.AsyncClient, headers: dict[str, str]) -> httpx.Respon
     return await http.get("/v1/users/info", headers=headers)
 
 
-def assert_unavailable(response: httpx.Response) -> None:
+def assert_unavailable(
+    response: httpx.Response, code: str = "DatabaseUnreachable", says: str = "cannot be reached"
+) -> None:
     assert response.status_code == 503, response.text
     body = response.json()
-    assert body["code"] == "ServiceUnavailable"
-    assert "cannot be reached" in body["message"]
+    assert body["code"] == code
+    assert says in body["message"]
     assert set(body) == {"code", "message", "details", "ref"}
     assert "Traceback" not in response.text
     assert response.headers["Retry-After"]
@@ -170,3 +174,94 @@ async def _recovered(http: httpx.AsyncClient, served: ServedApp, headers: dict[s
     assert statuses[-1] == 200, statuses
     assert set(statuses) <= {503, 200}, statuses
     await wait_until(lambda: served.runtime.key_cache.enabled, within=10)
+
+
+# Short, so that the test is quick; the bound under test is "the setting, plus a little".
+PARTITION_TIMEOUT = 1.0
+# What "within a few seconds" must mean, for a partition that lasts far longer.
+ANSWER_BOUND = 8.0
+PARTITION_LASTS = 30.0
+
+
+async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await request
+    return response, time.monotonic() - started
+
+
+async def test_a_partitioned_database_answers_503_within_the_bound_and_recovers(
+    database_url: str, tmp_path: Path, proxy: TcpProxy
+) -> None:
+    proxied = make_url(database_url).set(port=proxy.port).render_as_string(hide_password=False)
+    settings = make_settings(
+        proxied,
+        tmp_path,
+        auth_failure_burst=10_000,
+        database_timeout_seconds=PARTITION_TIMEOUT,
+    )
+    world = await seeded(settings)
+    async with (
+        serving(settings) as served,
+        httpx.AsyncClient(base_url=served.url, timeout=PARTITION_LASTS) as http,
+    ):
+        await wait_until(lambda: served.runtime.key_cache.enabled)
+        await login(http, world.alice)
+        await login(http, world.admin)
+        # Made, never used: no cache holds it.
+        key = await make_api_key(http, world.alice)
+        session_cookie = {"Cookie": f"keyplane_session={world.admin.headers['Authorization']}"}
+        # Every pooled connection used once, so that the partition catches open ones too.
+        warm = await asyncio.gather(
+            *(http.get("/v1/apiKeys", headers=world.alice.headers) for _ in range(12))
+        )
+        assert {response.status_code for response in warm} == {200}
+
+        proxy.partition()
+        partitioned_at = time.monotonic()
+        try:
+            answers = await asyncio.gather(
+                timed(info(http, key.headers)),
+                timed(info(http, world.alice.headers)),
+                timed(http.get("/v1/apiKeys", headers=world.admin.headers)),
+                timed(
+                    http.post(
+                        "/v1/apiKeys",
+                        json={"metadata": {"name": "x"}, "spec": {}},
+                        headers=world.alice.headers,
+                    )
+                ),
+                timed(http.get("/my/api-keys", headers=session_cookie)),
+            )
+            # And once more, after the first round abandoned its connections.
+            again = await asyncio.gather(
+                timed(info(http, key.headers)),
+                timed(http.get("/v1/apiKeys", headers=world.admin.headers)),
+            )
+            page, page_took = answers[-1]
+            api_answers = [*answers[:-1], *again]
+            for response, took in api_answers:
+                assert_unavailable(response, "DatabaseTimeout", "did not answer in time")
+                assert took < ANSWER_BOUND, (response.request.url, took)
+            assert page.status_code == 503
+            assert page_took < ANSWER_BOUND
+            assert page.headers["Retry-After"]
+            assert page.headers["content-type"].startswith("text/html")
+            assert "The database is not answering" in page.text
+            assert "did not answer in time" in page.text
+            assert "Try again in" in page.text
+            # The partition outlasts every answer: none of them was its end.
+            assert time.monotonic() - partitioned_at < PARTITION_LASTS
+            # The invalidation channel gave up too: the cache is off until it is back.
+            await wait_until(lambda: not served.runtime.key_cache.enabled, within=ANSWER_BOUND)
+            print(
+                "partitioned answers took "
+                + ", ".join(f"{took:.2f}" for _, took in [*answers, *again])
+                + " s"
+            )
+        finally:
+            proxy.heal()
+        await _recovered(http, served, key.headers)
+        assert (await info(http, world.alice.headers)).status_code == 200
+        listed = await http.get("/v1/apiKeys", headers=world.admin.headers)
+        assert listed.status_code == 200
+        assert (await http.get("/my/api-keys", headers=session_cookie)).status_code == 200

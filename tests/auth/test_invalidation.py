@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from keyplane.console.session import SESSION_COOKIE
 from keyplane.kit.db import create_engine
 from keyplane.kit.time import utcnow
 from keyplane.runtime import Runtime
@@ -207,3 +208,38 @@ async def test_two_workers_on_one_sqlite_file_refuse_a_revoked_key_at_once(
             for _ in range(40):
                 refused = await spread.get("/v1/users/info", headers=key.headers)
                 assert refused.status_code == 401, refused.text
+
+
+async def test_a_password_set_on_one_instance_ends_sessions_and_cookies_on_the_other_at_once(
+    two_instances: TwoInstances,
+) -> None:
+    """Sessions are read from the database on every request, never cached: the first
+    request to the other instance after the change is already refused, REST and console."""
+    a, b, world = two_instances.a, two_instances.b, two_instances.world
+    console = await b.post(
+        "/v1/auth/authenticate",
+        json={"emailId": world.alice.email, "org": "acme", "password": world.alice.password},
+    )
+    assert console.status_code == 200, console.text
+    cookie = {"Cookie": f"{SESSION_COOKIE}={console.json()['Authorization']}"}
+    key = await make_api_key(a, world.alice, "ci")
+    for _ in range(3):
+        assert (await b.get("/v1/users/info", headers=world.alice.headers)).status_code == 200
+        assert (await b.get("/my/api-keys", headers=cookie)).status_code == 200
+    await warm(b, key)
+
+    changed = await a.patch(
+        f"/v1/users/{world.alice.uid}",
+        json=[{"op": "replace", "path": "/spec/password", "value": "A-New-Passphrase-8830"}],
+        headers=world.admin.headers,
+    )
+    assert changed.status_code == 204, changed.text
+
+    refused = await b.get("/v1/users/info", headers=world.alice.headers)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["code"] == "TokenRevoked"
+    page = await b.get("/my/api-keys", headers=cookie)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/login")
+    # Her key is a credential of its own: it keeps working.
+    assert (await b.get("/v1/users/info", headers=key.headers)).status_code == 200

@@ -181,8 +181,11 @@ async def test_console_session_cookies_are_limited_too(
     strict: tuple[httpx.AsyncClient, World],
 ) -> None:
     client, _world = strict
-    statuses = []
+    responses = []
     for _ in range(4):
         client.cookies.set("keyplane_session", generate_session_token())
-        statuses.append((await client.get("/my/api-keys")).status_code)
-    assert statuses == [303, 303, 303, 429]
+        responses.append(await client.get("/my/api-keys"))
+    assert [response.status_code for response in responses] == [303, 303, 303, 429]
+    # The page says when to try again, and so does the header, as the API's 429 does.
+    assert int(responses[-1].headers["Retry-After"]) >= 1
+    assert "text/html" in responses[-1].headers["content-type"]

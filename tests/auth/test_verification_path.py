@@ -98,7 +98,7 @@ async def test_a_malformed_key_never_reaches_the_database(
         ):
             response = await info(http, value)
             assert response.status_code == 401
-            assert response.json()["code"] == "ApiKeyInvalid"
+            assert response.json()["code"] == "ApiKeyMalformed"
     assert statements == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import typer.main
+from typer.core import TyperGroup
+from typer.testing import CliRunner
+
+from keyplane import __version__
+from keyplane.cli.main import app
+from keyplane.models import Role
 
 
 def _env(data_dir: Path, database_url: str) -> dict[str, str]:
@@ -65,6 +73,121 @@ def test_init_creates_the_tenant_and_prints_a_generated_password(env: dict[str, 
     quiet = _keyplane(env, "init", "--if-empty", "--tenant", "b", "--admin-email", "b@b.example")
     assert quiet.returncode == 0
     assert "nothing was created" in quiet.stdout
+
+
+def _admins(env: dict[str, str]) -> list[tuple[str, str, str]]:
+    database = env["KEYPLANE_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT email, first_name, last_name FROM users WHERE role = ?",
+            (Role.TENANT_ADMIN.value,),
+        ).fetchall()
+    connection.close()
+    return [(str(email), str(first), str(last)) for email, first, last in rows]
+
+
+def test_init_stores_the_admins_name(env: dict[str, str], tmp_path: Path) -> None:
+    named = _keyplane(
+        env,
+        *("init", "--tenant", "acme", "--admin-email", "root@acme.example"),
+        *("--admin-first-name", "Ada", "--admin-last-name", "Lovelace"),
+    )
+    assert named.returncode == 0, named.stderr
+    assert _admins(env) == [("root@acme.example", "Ada", "Lovelace")]
+
+    # Without names, a name that is not the email, so that the console never shows
+    # "root@acme.example (root@acme.example)".
+    other = _env(tmp_path / "other", f"sqlite:///{tmp_path / 'other' / 'keyplane.db'}")
+    unnamed = _keyplane(other, "init", "--tenant", "acme", "--admin-email", "root@acme.example")
+    assert unnamed.returncode == 0, unnamed.stderr
+    assert _admins(other) == [("root@acme.example", "Tenant", "Admin")]
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"keyplane {__version__}\n"
+
+
+def _command_paths(group: TyperGroup, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            yield from _command_paths(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+def test_help_shows_flags_as_flags() -> None:
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    paths = list(_command_paths(root))
+    assert ("keys", "delete") in paths
+    assert len(paths) >= 25
+    runner = CliRunner()
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (path, result.output)
+        for placeholder in ("<bool>", "BOOLEAN", "<boolean>"):
+            assert placeholder not in result.output, (path, result.output)
+    # The flags are still there, as flags.
+    help_text = runner.invoke(app, ["keys", "delete", "--help"], env={"COLUMNS": "200"}).output
+    assert re.search(r"--yes\s+-y\s+Do not ask for confirmation", help_text), help_text
+
+
+def test_users_create_lists_every_role_the_server_accepts() -> None:
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["users", "create", "--help"], env={"COLUMNS": "200"}).output
+    line = next(line for line in help_text.splitlines() if "--role" in line)
+    assert f"one of: {', '.join(role.value for role in Role)}." in line
+    assert {"tenant-admin", "user", "verifier"} <= {role.value for role in Role}
+
+    refused = runner.invoke(
+        app, ["users", "create", "x@acme.example", "--role", "owner", "--url", "http://127.0.0.1:9"]
+    )
+    assert refused.exit_code == 2
+    assert "'tenant-admin', 'user', 'verifier'" in refused.output
+
+
+def test_serve_listens_where_the_environment_says_and_prints_it(env: dict[str, str]) -> None:
+    assert _keyplane(env, "db", "upgrade").returncode == 0
+    port = _free_port()
+    env.update({"KEYPLANE_HOST": "127.0.0.1", "KEYPLANE_PORT": str(port)})
+    log = Path(env["KEYPLANE_DATA_DIR"]) / "serve.log"
+    # No --host or --port: the environment alone.
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keyplane", "serve"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}", process, log)
+        printed = log.read_text()
+        assert f"Console:       http://127.0.0.1:{port}/\n" in printed
+        assert (
+            f"Keyplane API:  http://127.0.0.1:{port}/v1   "
+            f"(interactive docs: http://127.0.0.1:{port}/docs)\n"
+        ) in printed
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/users/info").status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_for(base_url: str, process: subprocess.Popen[str], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"server did not start: {log.read_text()}")
+        time.sleep(0.1)
 
 
 def test_production_without_a_secret_is_a_clear_error(env: dict[str, str]) -> None:

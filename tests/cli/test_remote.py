@@ -6,6 +6,7 @@ printed where it should not be (see ``Cli``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pty
@@ -20,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from keyplane.cli.main import app
 from keyplane.client import AuthenticationError, Client, NotFound
+from keyplane.kit.db import create_engine
 from keyplane.kit.keys import is_well_formed_api_key
+from keyplane.models import ApiKey
 from keyplane.settings import Settings
 from tests.live import LiveServer, free_port, running_server
 from tests.users.helpers import Actor
@@ -139,7 +143,26 @@ def _answer_on_a_terminal(cli: Cli, answer: str, *args: str) -> subprocess.Compl
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
 
 
-def test_key_lifecycle_with_an_api_key(cli: Cli, live: LiveServer) -> None:
+def _expire_now(settings: Settings, uid: str) -> None:
+    """Moves a key's expiry into the past, as time passing would (the API refuses past
+    expiries)."""
+
+    async def write() -> None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(ApiKey)
+                    .where(ApiKey.uid == uid)
+                    .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+
+
+def test_key_lifecycle_with_an_api_key(cli: Cli, live: LiveServer, settings: Settings) -> None:
     alice = live.world.alice
     _use_key_of(cli, live, alice)
 
@@ -173,18 +196,22 @@ def test_key_lifecycle_with_an_api_key(cli: Cli, live: LiveServer) -> None:
     table = cli.ok("keys", "list").stdout
     assert "\x1b[" not in table
     header, *rows = table.splitlines()
-    assert header.split() == ["UID", "NAME", "OWNER", "STATE", "EXPIRES", "LAST", "USED"]
+    assert header.split() == ["UID", "NAME", "KEY", "OWNER", "STATE", "EXPIRES", "LAST", "USED"]
     assert len(rows) == 3
-    for column in ("NAME", "OWNER", "STATE", "EXPIRES"):
+    for column in ("NAME", "KEY", "OWNER", "STATE", "EXPIRES"):
         starts = {row[header.index(column)] for row in rows}
         assert " " not in starts, f"{column} is not aligned:\n{table}"
     ci_row = next(row for row in rows if row.startswith(uid))
-    assert ci_row.split()[1:4] == ["ci", alice.email, "Active"]
+    # The key is recognisable by its last 4 characters, and no more of it is shown.
+    assert ci_row.split()[1:5] == ["ci", f"kp_…{value[-4:]}", alice.email, "Active"]
+    assert keys["ci"]["key_hint"] == value[-4:]
+    assert value[:-4] not in table
     assert DATE.search(ci_row)
     assert not any(line != line.rstrip() for line in table.splitlines())
     shown = cli.ok("keys", "show", uid).stdout
     assert "CI [bold]x[/bold]" in shown
     assert f"Alice Liddell <{alice.email}>" in shown
+    assert re.search(rf"Key\s+kp_…{re.escape(value[-4:])}\n", shown)
 
     new_expiry = (datetime.now(UTC) + timedelta(days=10)).replace(second=0, microsecond=0)
     naive = new_expiry.replace(tzinfo=None).isoformat()  # read as UTC
@@ -199,6 +226,21 @@ def test_key_lifecycle_with_an_api_key(cli: Cli, live: LiveServer) -> None:
         assert [key["uid"] for key in cli.json("keys", "list", "--inactive")] == [uid]
         assert cli.json("keys", "reactivate", uid)["state"] == "active"
         assert by_key.whoami().user_uid == alice.uid
+
+    # One state per key: an expired key is Expired (not Active too); revoked and expired,
+    # Inactive (revoked).
+    old = cli.ok("keys", "create", "old", "--quiet").stdout.strip()
+    cli.secrets.append(old)
+    uids = {key["name"]: key["uid"] for key in cli.json("keys", "list")}
+    for name in ("old", "second"):
+        _expire_now(settings, uids[name])
+    assert cli.ok("keys", "revoke", uids["second"]).returncode == 0
+    states = {key["name"]: key["state"] for key in cli.json("keys", "list")}
+    assert states == {"cli": "active", "ci-2": "active", "old": "expired", "second": "inactive"}
+    cells = {line.split()[1]: line.split() for line in cli.ok("keys", "list").stdout.splitlines()}
+    named = ("Active", "Expired", "Inactive")
+    assert [state for state in named if state in cells["old"]] == ["Expired"]
+    assert [state for state in named if state in cells["second"]] == ["Inactive"]
 
     # Destructive: no prompt possible on a non-terminal stdin, and "n" on a terminal.
     refused = cli("keys", "delete", uid)
@@ -334,7 +376,7 @@ def test_api_errors_exit_1_with_their_code(cli: Cli, live: LiveServer) -> None:
     forged = "kp_" + "A" * 38
     refused = cli("whoami", env={"KEYPLANE_API_KEY": forged})
     assert refused.returncode == 1
-    assert _error_code(refused) == "ApiKeyInvalid"
+    assert _error_code(refused) == "ApiKeyMalformed"
     assert forged not in refused.stdout + refused.stderr
 
     # Login: a wrong password stores nothing; a password is never read from a non-terminal

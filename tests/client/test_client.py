@@ -108,7 +108,9 @@ def test_listing_iterates_every_page_and_filters(server: LiveServer) -> None:
         ]
         admin.revoke_api_key(created[0].uid)
         keys = list(admin.list_api_keys(user_uid=world.bob.uid))
-        assert [key.uid for key in keys] == [key.uid for key in created]
+        # Newest first, and each with the last 4 characters of its value to tell it apart.
+        assert [key.uid for key in keys] == [key.uid for key in reversed(created)]
+        assert [key.key_hint for key in keys] == [key.value[-4:] for key in reversed(created)]
         inactive = list(admin.list_api_keys(active=False))
         assert [key.uid for key in inactive] == [created[0].uid]
 

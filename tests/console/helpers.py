@@ -70,7 +70,8 @@ async def choose_from_row_menu(page: Page, key_name: str, item: str) -> None:
 
 
 async def active_column(page: Page, key_name: str) -> str:
-    return (await key_row(page, key_name).locator("td.state .badge").first.inner_text()).strip()
+    """The whole Active cell: one state, never two."""
+    return (await key_row(page, key_name).locator("td.state").inner_text()).strip()
 
 
 async def open_tenant_settings(page: Page, item: str) -> None:

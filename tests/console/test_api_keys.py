@@ -3,6 +3,7 @@ errors next to their fields, who sees what, CSRF, expired sessions, the keyboard
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from sqlalchemy import update
 from keyplane.kit.db import transaction
 from keyplane.kit.keys import is_well_formed_api_key
 from keyplane.kit.time import utcnow
-from keyplane.models import AuthSession
+from keyplane.models import ApiKey, AuthSession
 from tests.api_keys.helpers import CreatedKey, backdate_expiry
 from tests.console.conftest import LiveServer, log_in, screenshot
 from tests.console.helpers import (
@@ -23,6 +24,7 @@ from tests.console.helpers import (
     key_row,
     open_my_api_keys,
     open_tenant_api_keys,
+    open_tenant_settings,
     status_with_key,
 )
 
@@ -41,6 +43,8 @@ async def test_generate_shows_the_key_once(page: Page, live_server: LiveServer) 
     value = await shown.input_value()
     assert is_well_formed_api_key(value)
     await expect(page.get_by_role("alert")).to_contain_text("cannot be viewed again")
+    # How lists will name it: the prefix and its last 4 characters.
+    await expect(page.locator("code.key-hint")).to_have_text(f"kp_…{value[-4:]}")
     await screenshot(page, "api-key-created")
     assert await status_with_key(live_server, CreatedKey(uid="", value=value)) == 200
 
@@ -53,6 +57,8 @@ async def test_generate_shows_the_key_once(page: Page, live_server: LiveServer) 
     row = key_row(page, "deploy")
     await expect(row).to_contain_text("CI deploys to staging")
     await expect(row).to_contain_text((utcnow() + timedelta(days=60)).strftime("%Y-%m-%d"))
+    await expect(row.locator("td.key-hint")).to_have_text(f"kp_…{value[-4:]}")
+    assert value[:-4] not in await page.content()
     await screenshot(page, "my-api-keys")
 
 
@@ -118,16 +124,19 @@ async def test_edit_changes_name_description_and_expiry(
     assert await status_with_key(live_server, key) == 200
 
 
-async def test_expired_key_shows_as_expired_and_reactivation_explains_why_not(
+async def test_expired_key_shows_one_state_and_reactivation_explains_why_not(
     page: Page, live_server: LiveServer
 ) -> None:
     alice = live_server.world.alice
+    lapsed = await api_key_for(live_server, alice, "lapsed")
+    await backdate_expiry(live_server.runtime, lapsed.uid)
     key = await api_key_for(live_server, alice, "old")
     await backdate_expiry(live_server.runtime, key.uid, is_active=False)
     await log_in(page, alice)
-    row = key_row(page, "old")
-    await expect(row).to_contain_text("Expired")
+    # Expired wins over active; revoked (Inactive) wins over expired. One state each.
+    assert await active_column(page, "lapsed") == "Expired"
     assert await active_column(page, "old") == "Inactive"
+    row = key_row(page, "old")
     await row.get_by_label("three-dot Menu for old").click()
     await expect(row.get_by_role("menuitem", name="Re-activate")).to_have_count(0)
 
@@ -138,6 +147,133 @@ async def test_expired_key_shows_as_expired_and_reactivation_explains_why_not(
     assert response.ok
     await page.goto("/my/api-keys")
     assert await active_column(page, "old") == "Inactive"
+    assert await active_column(page, "lapsed") == "Expired"
+
+
+async def test_the_state_filter_matches_the_one_state_shown(
+    page: Page, live_server: LiveServer
+) -> None:
+    world = live_server.world
+    await api_key_for(live_server, world.alice, "fresh")
+    lapsed = await api_key_for(live_server, world.alice, "lapsed")
+    await backdate_expiry(live_server.runtime, lapsed.uid)
+    gone = await api_key_for(live_server, world.bob, "revoked-and-lapsed")
+    await backdate_expiry(live_server.runtime, gone.uid, is_active=False)
+    await api_key_for(live_server, world.bob, "pulled")
+    await log_in(page, world.admin)
+    await open_tenant_api_keys(page)
+    await choose_from_row_menu(page, "pulled", "Revoke")
+    await expect(page.get_by_role("status")).to_contain_text("revoked")
+
+    expected = {
+        "Active": ["fresh"],
+        "Inactive": ["pulled", "revoked-and-lapsed"],
+        "Expired": ["lapsed"],
+    }
+    for state, names in expected.items():
+        await page.get_by_label("State").select_option(label=state)
+        await page.get_by_role("button", name="Apply").click()
+        await expect(page.get_by_label("State")).to_have_value(state.lower())
+        shown = await page.locator("table.keys tbody td.name").all_inner_texts()
+        assert sorted(shown) == names, state
+        for name in names:
+            assert await active_column(page, name) == state
+
+
+async def test_newest_keys_come_first_each_named_by_its_last_four_characters(
+    page: Page, live_server: LiveServer
+) -> None:
+    alice = live_server.world.alice
+    keys = [await api_key_for(live_server, alice, name) for name in ("first", "second", "third")]
+    # A key from before Keyplane kept the last characters: it has none to show.
+    async with transaction(live_server.runtime.sessionmaker) as session:
+        await session.execute(update(ApiKey).where(ApiKey.uid == keys[0].uid).values(key_hint=None))
+    await log_in(page, alice)
+    assert await page.locator("table.keys tbody td.name").all_inner_texts() == [
+        "third",
+        "second",
+        "first",
+    ]
+    await expect(page.get_by_role("link", name="Created")).to_have_attribute(
+        "aria-sort", "descending"
+    )
+    for name, key in (("second", keys[1]), ("third", keys[2])):
+        await expect(key_row(page, name).locator("td.key-hint")).to_have_text(
+            f"kp_…{key.value[-4:]}"
+        )
+    await expect(key_row(page, "first").locator("td.key-hint")).to_have_text("—")
+    content = await page.content()
+    for key in keys:
+        assert key.value[:-4] not in content
+        assert key.value[-5:] not in content
+
+    # Sorting the other way still works.
+    await page.get_by_role("link", name="Created").click()
+    await expect(page.get_by_role("link", name="Created")).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    assert await page.locator("table.keys tbody td.name").all_inner_texts() == [
+        "first",
+        "second",
+        "third",
+    ]
+
+
+async def _line_counts(page: Page, selector: str) -> list[float]:
+    """How many lines each matching cell's content takes: its height over its line height."""
+    counts: list[float] = await page.locator(selector).evaluate_all(
+        """cells => cells.map(cell => {
+            const range = document.createRange();
+            range.selectNodeContents(cell);
+            const style = getComputedStyle(cell);
+            const lineHeight = parseFloat(style.lineHeight) || parseFloat(style.fontSize) * 1.2;
+            return range.getBoundingClientRect().height / lineHeight;
+        })"""
+    )
+    return counts
+
+
+async def test_the_tenant_key_table_stays_readable_at_1280_pixels(
+    page: Page, live_server: LiveServer
+) -> None:
+    """At 1280x800 (the fixture's viewport): dates and keys on one line, no sideways
+    scrolling, and the settings menus as wide on every Tenant Settings page."""
+    assert page.viewport_size == {"width": 1280, "height": 800}
+    world = live_server.world
+    used = await api_key_for(live_server, world.alice, "deployment-pipeline-production")
+    assert await status_with_key(live_server, used) == 200
+    for actor, name in (
+        (world.bob, "nightly-export-to-the-data-warehouse"),
+        (world.admin, "terraform"),
+        (world.alice, "ci"),
+    ):
+        await api_key_for(live_server, actor, name)
+    await asyncio.sleep(0.5)  # the last-used time is written within 0.2 s
+    await log_in(page, world.admin)
+    await open_tenant_api_keys(page)
+    await expect(key_row(page, "deployment-pipeline-production")).not_to_contain_text("Never")
+
+    dates = await _line_counts(page, "table.keys tbody td.time")
+    assert len(dates) == 12
+    assert all(lines < 1.5 for lines in dates), dates
+    hints = await _line_counts(page, "table.keys tbody td.key-hint")
+    assert all(lines < 1.5 for lines in hints), hints
+    overflow = await page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert overflow[0] <= overflow[1], overflow
+
+    widths: dict[str, tuple[float, float]] = {}
+    for item in ("API Keys", "Users", "Resource Limits", "Audit Logs"):
+        await open_tenant_settings(page, item)
+        settings_menu = await page.get_by_role(
+            "navigation", name="Tenant Settings Menu"
+        ).bounding_box()
+        main_menu = await page.get_by_role("navigation", name="Main Menu").bounding_box()
+        assert settings_menu is not None
+        assert main_menu is not None
+        widths[item] = (main_menu["width"], settings_menu["width"])
+    assert len(set(widths.values())) == 1, widths
 
 
 async def _csrf(page: Page) -> str:

@@ -13,7 +13,9 @@ from starlette.types import Receive, Scope, Send
 
 from keyplane.client import AsyncClient
 from keyplane.client.asgi import KeyplaneAuth
+from keyplane.kit.key_refusals import BY_VERIFY_CODE
 from keyplane.settings import Settings
+from tests.api_keys.helpers import backdate_expiry
 from tests.live import LiveServer, free_port, running_server
 
 CACHE_SECONDS = 1.0
@@ -122,3 +124,50 @@ async def test_middleware_mode_puts_the_caller_in_the_scope(server: LiveServer) 
     assert seen[0]["keyplane"].key_uid == caller.uid  # type: ignore[index]
     assert seen[1] is None
     await app.aclose()
+
+
+async def test_one_vocabulary_for_refused_keys(server: LiveServer) -> None:
+    """Keyplane's API, its verify endpoint and a service protected by KeyplaneAuth say the
+    same thing about the same key: the verify code, and the API's code and message, in
+    Keyplane's error body."""
+    world = server.world
+    async with (
+        await _client_for(server, world.admin.email, world.admin.password) as admin,
+        await _client_for(server, world.alice.email, world.alice.password) as alice,
+        await _client_for(server, world.bob.email, world.bob.password) as bob,
+        httpx.AsyncClient(base_url=server.url) as keyplane,
+    ):
+        verifier = await admin.create_api_key("verifier")
+        revoked = await alice.create_api_key("revoked")
+        await alice.revoke_api_key(revoked.uid)
+        expired = await alice.create_api_key("expired")
+        await backdate_expiry(server.runtime, expired.uid)
+        inactive = await bob.create_api_key("inactive")
+        await admin.deactivate_user(world.bob.uid)
+        deleted = await alice.create_api_key("deleted")
+        await alice.delete_api_key(deleted.uid)
+        cases = {
+            "MALFORMED": "kp_typo",
+            "NOT_FOUND": deleted.value,
+            "REVOKED": revoked.value,
+            "EXPIRED": expired.value,
+            "USER_INACTIVE": inactive.value,
+        }
+        auth = KeyplaneAuth(url=server.url, verifier_key=verifier.value)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(auth)), base_url="http://inventory"
+        ) as service:
+            for verify_code, value in cases.items():
+                verdict = await admin.verify_api_key(value)
+                assert (verdict.valid, verdict.code) == (False, verify_code)
+                direct = await keyplane.get("/v1/users/info", headers={"ApiKey": value})
+                protected = await service.get("/items", headers={"ApiKey": value})
+                for response in (direct, protected):
+                    assert response.status_code == 401, response.text
+                    body = response.json()
+                    assert set(body) == {"code", "message", "details", "ref"}
+                    assert body["ref"] == response.headers["x-request-id"]
+                    assert body["code"] == BY_VERIFY_CODE[verify_code].api_code
+                    assert value not in response.text
+                assert protected.json()["message"] == direct.json()["message"], verify_code
+        await auth.aclose()

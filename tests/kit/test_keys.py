@@ -9,14 +9,17 @@ from keyplane.kit.keys import (
     API_KEY_PREFIX,
     BASE62_ALPHABET,
     CHECKSUM_LENGTH,
+    HINT_LENGTH,
     RANDOM_LENGTH,
     SecretHasher,
     checksum,
     encode_base62,
     generate_api_key,
     generate_session_token,
+    hint_display,
     is_well_formed_api_key,
     is_well_formed_session_token,
+    key_hint,
 )
 
 
@@ -91,3 +94,15 @@ def test_base62_is_fixed_width() -> None:
     assert encode_base62(61, 2) == "0z"
     with pytest.raises(ValueError, match="fit"):
         encode_base62(62**2, 2)
+
+
+def test_the_hint_is_four_checksum_characters_and_none_of_the_random_ones() -> None:
+    key = generate_api_key()
+    hint = key_hint(key)
+    assert HINT_LENGTH == 4
+    assert hint == key[-4:]
+    # Within the checksum, which is computed from the rest of the key.
+    assert HINT_LENGTH <= CHECKSUM_LENGTH
+    assert checksum(key[:-CHECKSUM_LENGTH]).endswith(hint)
+    assert hint_display(hint) == f"kp_…{hint}"
+    assert hint_display(None) == "—"

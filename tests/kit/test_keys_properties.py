@@ -169,4 +169,4 @@ async def test_malformed_keys_are_refused_before_hashing(value: str) -> None:
     assume(not is_well_formed_api_key(value))
     with pytest.raises(Unauthorized) as refused:
         await authenticate_api_key(cast(Runtime, _NoHashing()), value, "192.0.2.1")
-    assert refused.value.code == "ApiKeyInvalid"
+    assert refused.value.code == "ApiKeyMalformed"

@@ -152,3 +152,59 @@ async def test_the_docs_allow_their_own_inline_script_and_no_other(
         assert f"'sha256-{digest}'" in policy
     assert "script-src 'self' 'sha256-" in policy
     assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+
+
+def _never_stored(response: httpx.Response, cell: str) -> None:
+    assert response.headers.get("cache-control") == "no-store", cell
+    assert response.headers.get("pragma") == "no-cache", cell
+
+
+async def test_responses_that_carry_a_secret_are_never_cached(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    created = await client.post(
+        "/v1/apiKeys", json={"metadata": {"name": "ci"}, "spec": {}}, headers=world.alice.headers
+    )
+    assert created.status_code == 201
+    _never_stored(created, "key creation")
+    login = await client.post(
+        LOGIN, json={"emailId": world.bob.email, "org": "acme", "password": world.bob.password}
+    )
+    assert login.status_code == 200
+    _never_stored(login, "login")
+    token = login.json()["Authorization"]
+    refreshed = await client.get(f"/v1/auth/refresh/{token}")
+    assert refreshed.status_code == 200
+    _never_stored(refreshed, "token refresh")
+    # And everything else the API or the console answers: lists, errors, pages.
+    for path in ("/v1/apiKeys", "/v1/users/info", "/v1/nothing", "/login", "/"):
+        _never_stored(await client.get(path, headers=world.alice.headers), path)
+
+
+async def test_static_assets_may_be_cached(client: httpx.AsyncClient) -> None:
+    response = await client.get("/static/console.css")
+    assert response.status_code == 200
+    assert "no-store" not in response.headers.get("cache-control", "")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-32-le", "utf-32"])
+async def test_depth_is_measured_on_the_decoded_text(
+    client: httpx.AsyncClient, encoding: str
+) -> None:
+    # Bracket bytes of UTF-16 are not the ASCII bytes a byte scan looks for; the parser
+    # decodes them all the same.
+    deep = ("[" * 40 + "]" * 40).encode(encoding)
+    response = await client.post(LOGIN, content=deep, headers={"Content-Type": "application/json"})
+    _assert_palette_error(response, 400, "JsonTooDeep")
+    shallow = '{"emailId": "a@example.com", "password": "x"}'.encode(encoding)
+    response = await client.post(
+        LOGIN, content=shallow, headers={"Content-Type": "application/json"}
+    )
+    assert response.json()["code"] != "JsonTooDeep"
+
+
+async def test_a_body_in_no_json_encoding_is_malformed(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        LOGIN, content=b'{"emailId": "\xff\xfe\xfa"}', headers={"Content-Type": "application/json"}
+    )
+    _assert_palette_error(response, 400, "MalformedJson")

@@ -56,9 +56,10 @@ async def _set_limit(client: httpx.AsyncClient, admin: Actor, limit: int) -> Non
 
 
 async def _key_uids(client: httpx.AsyncClient, admin: Actor, user: Actor) -> list[str]:
+    """Sorted: which keys, not in what order (the list's order has tests of its own)."""
     response = await client.get("/v1/apiKeys", params={"userUid": user.uid}, headers=admin.headers)
     assert response.status_code == 200, response.text
-    return [item["metadata"]["uid"] for item in response.json()["items"]]
+    return sorted(item["metadata"]["uid"] for item in response.json()["items"])
 
 
 async def _create_key(
@@ -150,7 +151,7 @@ async def test_the_limit_is_enforced_per_user_when_creating_keys(
 
     refused = await _create_key(client, world.alice, "three")
     _assert_limit_reached(refused, 2)
-    assert await _key_uids(client, world.admin, world.alice) == [first.uid, second.uid]
+    assert await _key_uids(client, world.admin, world.alice) == sorted([first.uid, second.uid])
     names = [
         item["metadata"]["name"]
         for item in (await client.get("/v1/apiKeys", headers=world.alice.headers)).json()["items"]
@@ -201,7 +202,7 @@ async def test_lowering_the_limit_keeps_existing_keys_and_blocks_new_ones(
     keys = [await make_api_key(client, world.alice, f"key-{index}") for index in range(3)]
     await _set_limit(client, world.admin, 2)
 
-    assert await _key_uids(client, world.admin, world.alice) == [key.uid for key in keys]
+    assert await _key_uids(client, world.admin, world.alice) == sorted(key.uid for key in keys)
     for key in keys:
         assert (await client.get("/v1/users/info", headers=key.headers)).status_code == 200
     _assert_limit_reached(await _create_key(client, world.alice, "new"), 2)

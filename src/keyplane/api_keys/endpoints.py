@@ -39,7 +39,8 @@ async def list_api_keys(
         bool | None, Query(alias="isActive", description="Only active (true) or revoked keys.")
     ] = None,
 ) -> ApiKeyList:
-    """Every key of the tenant for a tenant admin; one's own keys for anyone else."""
+    """Every key of the tenant for a tenant admin; one's own keys for anyone else. Newest
+    first."""
     settings = runtime.settings
     limit = resolve_limit(page, settings.page_default_limit, settings.page_max_limit)
     rows, total = await service.list_api_keys(

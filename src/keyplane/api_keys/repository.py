@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
-from keyplane.models import ApiKey, User
+from keyplane.kit.time import utcnow
+from keyplane.models import ApiKey, ApiKeyState, User
 
 Columns = TypeVarTuple("Columns")
 
@@ -26,8 +28,12 @@ class ApiKeyOrder(StrEnum):
 class ApiKeyFilters:
     user_uid: str | None = None
     is_active: bool | None = None
+    # The one state shown for a key (``ApiKey.state``): inactive (revoked), else expired,
+    # else active.
+    state: ApiKeyState | None = None
+    # Newest first unless asked otherwise; the uid breaks ties, so pages stay stable.
     order: ApiKeyOrder = ApiKeyOrder.CREATED
-    descending: bool = False
+    descending: bool = True
 
 
 _ORDER_COLUMNS: dict[ApiKeyOrder, tuple[Any, ...]] = {
@@ -37,6 +43,15 @@ _ORDER_COLUMNS: dict[ApiKeyOrder, tuple[Any, ...]] = {
     ApiKeyOrder.LAST_USED: (ApiKey.last_used_at,),
     ApiKeyOrder.USER: (func.lower(User.first_name), func.lower(User.last_name), User.email),
 }
+
+
+def _state_condition(state: ApiKeyState, now: datetime) -> ColumnElement[bool]:
+    """``ApiKey.state`` as a query condition."""
+    if state is ApiKeyState.INACTIVE:
+        return ApiKey.is_active.is_(False)
+    if state is ApiKeyState.EXPIRED:
+        return and_(ApiKey.is_active.is_(True), ApiKey.expires_at <= now)
+    return and_(ApiKey.is_active.is_(True), ApiKey.expires_at > now)
 
 
 def visible_only(statement: Select[*Columns], principal: Principal) -> Select[*Columns]:
@@ -97,6 +112,8 @@ async def list_page(
         conditions.append(ApiKey.user_uid == filters.user_uid)
     if filters.is_active is not None:
         conditions.append(ApiKey.is_active.is_(filters.is_active))
+    if filters.state is not None:
+        conditions.append(_state_condition(filters.state, utcnow()))
     statement = visible_keys(principal).where(*conditions)
     total = await session.scalar(_counted(principal).where(*conditions))
     columns = (*_ORDER_COLUMNS[filters.order], ApiKey.uid)

@@ -1,7 +1,7 @@
 """Palette's API key shapes (``v1ApiKey``, ``v1ApiKeyEntity``, ``v1ApiKeyUpdate``, ...).
 
 Responses add a few read-only fields Palette clients ignore: ``spec.user.emailId`` and
-``status.isExpired`` / ``status.lastUsedTimestamp``.
+``status.isExpired`` / ``status.lastUsedTimestamp`` / ``status.keyHint``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ class ApiKeyStatus(PaletteModel):
     is_active: bool
     is_expired: bool
     last_used_timestamp: Rfc3339 | None = None
+    key_hint: str | None = Field(
+        default=None,
+        description="The key's last 4 characters (shown as kp_…abcd), to tell keys apart; "
+        "null for keys created before Keyplane kept them.",
+    )
 
 
 class ApiKeyRead(PaletteModel):
@@ -142,5 +147,6 @@ def api_key_read(key: ApiKey, owner: User, now: datetime) -> ApiKeyRead:
             is_active=key.is_active,
             is_expired=key.is_expired(now),
             last_used_timestamp=key.last_used_at,
+            key_hint=key.key_hint,
         ),
     )

@@ -13,12 +13,13 @@ from keyplane.api_keys import repository
 from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
+from keyplane.auth import policy
 from keyplane.auth.principal import Principal
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, publish
-from keyplane.kit.keys import generate_api_key, is_well_formed_api_key
+from keyplane.kit.keys import generate_api_key, is_well_formed_api_key, key_hint
 from keyplane.kit.time import rfc3339, utcnow
-from keyplane.models import ApiKey, Role, User
+from keyplane.models import ApiKey, User
 from keyplane.runtime import Runtime
 from keyplane.tenants import service as tenants
 from keyplane.users import repository as users
@@ -82,6 +83,7 @@ async def create_api_key(
     user_uid: str | None,
 ) -> tuple[ApiKey, User, str]:
     """Returns the key, its owner, and the value: the only time the value exists."""
+    policy.require_account_access(principal)
     now = utcnow()
     default_expiry = now + timedelta(days=runtime.settings.api_key_default_lifetime_days)
     expiry = _check_expiry(runtime, expires_at or default_expiry, now)
@@ -112,6 +114,7 @@ async def create_api_key(
         expires_at=expiry,
         is_active=True,
         key_hash=runtime.secret_hasher.hash(value),
+        key_hint=key_hint(value),
         created_at=now,
         modified_at=now,
     )
@@ -136,6 +139,7 @@ async def list_api_keys(
     offset: int,
     limit: int | None,
 ) -> tuple[Sequence[tuple[ApiKey, User]], int]:
+    policy.require_account_access(principal)
     if (
         filters.user_uid is not None
         and filters.user_uid != principal.user_uid
@@ -149,10 +153,12 @@ async def count_keys_by_owner(
     session: AsyncSession, principal: Principal, user_uids: Sequence[str]
 ) -> dict[str, int]:
     """How many keys each user owns, counting only keys the caller may see."""
+    policy.require_account_access(principal)
     return await repository.count_by_owner(session, principal, user_uids)
 
 
 async def get_api_key(session: AsyncSession, principal: Principal, uid: str) -> tuple[ApiKey, User]:
+    policy.require_account_access(principal)
     found = await repository.get_with_owner(session, principal, uid)
     if found is None:
         raise _not_found()
@@ -162,6 +168,7 @@ async def get_api_key(session: AsyncSession, principal: Principal, uid: str) -> 
 async def _get_for_change(
     session: AsyncSession, principal: Principal, uid: str
 ) -> tuple[ApiKey, User]:
+    policy.require_account_access(principal)
     found = await repository.get_with_owner(session, principal, uid, for_update=True)
     if found is None:
         raise _not_found()
@@ -272,10 +279,7 @@ async def verify_api_key(
     session: AsyncSession, runtime: Runtime, principal: Principal, value: str
 ) -> Verification:
     """What a tenant's own service asks about a key its caller presented."""
-    if principal.role not in {Role.TENANT_ADMIN, Role.VERIFIER}:
-        raise Forbidden(
-            "Verifying keys needs a tenant admin's or a verifier's key.", code="Forbidden"
-        )
+    policy.require_key_verifier(principal)
     if not is_well_formed_api_key(value):
         return Verification(VerificationCode.MALFORMED)
     found = await repository.find_for_verification(

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from keyplane.audit import repository
 from keyplane.audit.actions import Action, Outcome, ResourceKind
+from keyplane.auth import policy
 from keyplane.auth.principal import AuthMethod, Principal
 from keyplane.kit.db import transaction
 from keyplane.kit.errors import Forbidden
@@ -83,6 +84,7 @@ async def list_audit_events(
     page: PageRequest,
     limit: int | None,
 ) -> tuple[Sequence[AuditEvent], int]:
+    policy.require_account_access(principal)
     if not principal.is_tenant_admin:
         raise Forbidden("Only tenant admins can read the audit log.", code="Forbidden")
     return await repository.list_events(session, principal, filters, page.offset, limit)

@@ -11,7 +11,7 @@ from keyplane.auth import service
 from keyplane.auth.principal import Principal
 from keyplane.kit.client_address import client_address
 from keyplane.kit.db import transaction
-from keyplane.kit.errors import Unauthorized
+from keyplane.kit.errors import Unauthorized, ValidationFailed
 from keyplane.runtime import RuntimeDep
 
 api_key_header = APIKeyHeader(
@@ -28,6 +28,27 @@ authorization_header = APIKeyHeader(
 )
 
 
+_CREDENTIAL_HEADERS = (b"apikey", b"authorization")
+
+
+def _refuse_ambiguous_credentials(request: Request) -> None:
+    """One credential per request, or none is used: with two, a gateway in front may have
+    checked a different one than Keyplane would use. Decided on the raw headers, before
+    any lookup."""
+    found = [
+        name
+        for name, value in request.scope["headers"]
+        if name in _CREDENTIAL_HEADERS and value.strip()
+    ]
+    if len(found) > 1:
+        names = sorted({"ApiKey" if name == b"apikey" else "Authorization" for name in found})
+        raise ValidationFailed(
+            f"The request carries {len(found)} credentials ({' and '.join(names)} headers); "
+            "send exactly one ApiKey or one Authorization header.",
+            code="AmbiguousCredentials",
+        )
+
+
 async def get_principal(
     request: Request,
     runtime: RuntimeDep,
@@ -36,6 +57,7 @@ async def get_principal(
 ) -> Principal:
     # No request session here: a key found in the cache is checked without one, and the
     # few reads a miss needs run in short transactions of their own.
+    _refuse_ambiguous_credentials(request)
     address = client_address(request)
     if api_key is None and not authorization:
         raise Unauthorized(

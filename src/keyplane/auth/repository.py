@@ -88,8 +88,34 @@ async def find_session(session: AsyncSession, session_uid: str) -> AuthSession |
     return await session.get(AuthSession, session_uid)
 
 
-async def find_user(session: AsyncSession, user_uid: str) -> User | None:
-    return await session.get(User, user_uid)
+async def lock_user(session: AsyncSession, user_uid: str) -> User | None:
+    """The user, fresh from the database and locked (FOR NO KEY UPDATE on PostgreSQL: it
+    waits for a change to the user in progress, yet lets keys be inserted for them)."""
+    statement = (
+        select(User)
+        .where(User.uid == user_uid)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(statement)
+
+
+async def revoke_user_sessions(
+    session: AsyncSession, user_uid: str, now: datetime, *, keep_uid: str | None = None
+) -> int:
+    """Ends every live session of the user, except ``keep_uid`` when given. Sessions are
+    read from the database on every request, so this is in force on every instance as
+    soon as the caller's transaction commits. Returns how many were ended."""
+    statement = (
+        update(AuthSession)
+        .where(AuthSession.user_uid == user_uid, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if keep_uid is not None:
+        statement = statement.where(AuthSession.uid != keep_uid)
+    result = await session.execute(statement)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def find_login_lockout(session: AsyncSession, subject_hash: str) -> LoginLockout | None:

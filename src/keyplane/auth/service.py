@@ -17,6 +17,14 @@ from keyplane.auth.principal import AuthMethod, Principal
 from keyplane.auth.throttling import Claimed, CredentialRefused
 from keyplane.kit.db import transaction
 from keyplane.kit.errors import RateLimited, Unauthorized, ValidationFailed
+from keyplane.kit.key_refusals import (
+    EXPIRED,
+    MALFORMED,
+    NOT_FOUND,
+    REVOKED,
+    USER_INACTIVE,
+    expired_message,
+)
 from keyplane.kit.keys import (
     generate_session_token,
     is_well_formed_api_key,
@@ -51,26 +59,21 @@ async def authenticate_api_key(runtime: Runtime, value: str, client_address: str
     transaction of its own."""
     # Checked before hashing or querying: a mistyped or random key costs nothing.
     if not is_well_formed_api_key(value):
-        raise Unauthorized(
-            "The API key is not valid: check that it was copied whole.", code="ApiKeyInvalid"
-        )
+        raise Unauthorized(MALFORMED.message, code=MALFORMED.api_code)
     key_hash = runtime.secret_hasher.hash(value)
     snapshot = await _key_snapshot(runtime, key_hash)
     # The lookup was by hash; compare once more in constant time before trusting it.
     if snapshot is None or not hmac.compare_digest(snapshot.key_hash, key_hash):
-        raise Unauthorized("The API key is not valid.", code="ApiKeyInvalid")
+        raise Unauthorized(NOT_FOUND.message, code=NOT_FOUND.api_code)
     now = utcnow()
     refusal: tuple[str, str] | None = None
     if not snapshot.key_active:
-        refusal = (
-            "This API key has been revoked; re-activate it or use another key.",
-            "ApiKeyRevoked",
-        )
+        refusal = (REVOKED.message, REVOKED.api_code)
     # Against the clock on every request: a cached snapshot never outlives its expiry.
     elif snapshot.expires_at <= now:
-        refusal = (f"This API key expired at {rfc3339(snapshot.expires_at)}.", "ApiKeyExpired")
+        refusal = (expired_message(rfc3339(snapshot.expires_at)), EXPIRED.api_code)
     elif not snapshot.user_active:
-        refusal = ("The user this API key belongs to is deactivated.", "ApiKeyUserInactive")
+        refusal = (USER_INACTIVE.message, USER_INACTIVE.api_code)
     if refusal is not None:
         message, code = refusal
         owner = _key_principal(snapshot, client_address)
@@ -124,12 +127,19 @@ async def _valid_session(
         raise Unauthorized("The session token is not valid; log in again.", code="TokenInvalid")
     auth_session, user, tenant = found
     refusal: tuple[str, str] | None = None
-    if auth_session.revoked_at is not None:
-        refusal = ("This session has been logged out; log in again.", "TokenRevoked")
+    # Read from the database on every request (sessions are never cached), so a revocation
+    # is in force on every instance as soon as it commits. The user's state is reported
+    # first: deactivating a user also revokes their sessions, and "deactivated" says more.
+    if not user.is_active:
+        refusal = ("This user is deactivated.", "UserInactive")
+    elif auth_session.revoked_at is not None:
+        refusal = (
+            "This session has ended: it was logged out, or the user's password, role or "
+            "status changed. Log in again.",
+            "TokenRevoked",
+        )
     elif auth_session.expires_at <= utcnow():
         refusal = ("The session has expired; log in again.", "TokenExpired")
-    elif not user.is_active:
-        refusal = ("This user is deactivated.", "UserInactive")
     if refusal is not None:
         message, code = refusal
         principal = principal_for(
@@ -224,6 +234,17 @@ async def login(
     now = utcnow()
     settings = runtime.settings
     async with transaction(runtime.sessionmaker) as session:
+        # The password was checked outside this transaction. Locked and compared again here:
+        # a password change, deactivation or deletion that committed meanwhile ended every
+        # session of the user, and must not be followed by one made with the old standing.
+        # (It locks the user row first, as every user change does, so the two serialise.)
+        stored_user = await repository.lock_user(session, user.uid)
+        if (
+            stored_user is None
+            or not stored_user.is_active
+            or stored_user.password_hash != user.password_hash
+        ):
+            raise Unauthorized(INVALID_CREDENTIALS, code="InvalidCredentials")
         auth_session = AuthSession(
             tenant_uid=tenant.uid,
             user_uid=user.uid,
@@ -235,13 +256,11 @@ async def login(
         )
         session.add(auth_session)
         await repository.clear_login_failures(session, subject)
-        stored_user = await repository.find_user(session, user.uid)
-        if stored_user is not None:
-            stored_user.last_sign_in_at = now
-            if user.password_hash and runtime.password_hasher.needs_rehash(user.password_hash):
-                stored_user.password_hash = await anyio.to_thread.run_sync(
-                    runtime.password_hasher.hash, password
-                )
+        stored_user.last_sign_in_at = now
+        if user.password_hash and runtime.password_hasher.needs_rehash(user.password_hash):
+            stored_user.password_hash = await anyio.to_thread.run_sync(
+                runtime.password_hasher.hash, password
+            )
         await session.flush()
         audit.record(
             session,

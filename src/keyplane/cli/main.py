@@ -6,22 +6,26 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
+from keyplane import __version__
 from keyplane.cli import remote
+from keyplane.cli.typer_help import KeyplaneTyper
+from keyplane.kit.problems import describe_problem, sentence, split_location
 from keyplane.settings import Settings
 
-app = typer.Typer(
+app = KeyplaneTyper(
     no_args_is_help=True,
     add_completion=False,
     help=__doc__,
     # A traceback must never show local variables: they may hold keys or passwords.
     pretty_exceptions_show_locals=False,
 )
-db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+db_app = KeyplaneTyper(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 # login, logout, whoami
 app.add_typer(remote.app)
@@ -31,6 +35,27 @@ app.add_typer(remote.audit_app, name="audit", rich_help_panel=remote.PANEL)
 app.add_typer(remote.limits_app, name="limits", rich_help_panel=remote.PANEL)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"keyplane {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _keyplane(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 def _settings(database_url: str | None = None) -> Settings:
     if database_url:
         os.environ["KEYPLANE_DATABASE_URL"] = database_url
@@ -38,7 +63,8 @@ def _settings(database_url: str | None = None) -> Settings:
         return Settings()
     except ValidationError as exc:
         messages = "; ".join(
-            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+            sentence(f"KEYPLANE_{split_location(error['loc'])[1].upper()}", describe_problem(error))
+            for error in exc.errors()
         )
         typer.secho(f"Configuration error: {messages}", fg="red", err=True)
         raise typer.Exit(2) from exc
@@ -80,7 +106,12 @@ def serve(
     ] = 1,
     database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Serve the REST API and the console."""
+    """Serve the REST API and the console.
+
+    Listens on --host and --port, else KEYPLANE_HOST and KEYPLANE_PORT (127.0.0.1:8000).
+
+    Prints the addresses of the console and the API first.
+    """
     import uvicorn
 
     from keyplane.app import create_app
@@ -89,9 +120,16 @@ def serve(
     settings = _settings(database_url)
     # Once, before any worker starts, so that workers never race to create it.
     settings.load_secret_key()
+    listen_host = host or settings.host
+    listen_port = port or settings.port
+    # Printed here, from what the server is given, so that no other place (the Makefile)
+    # has to guess the address.
+    base = f"http://{_url_host(listen_host)}:{listen_port}"
+    typer.echo(f"Console:       {base}/")
+    typer.echo(f"Keyplane API:  {base}/v1   (interactive docs: {base}/docs)")
     options: dict[str, Any] = {
-        "host": host or settings.host,
-        "port": port or settings.port,
+        "host": listen_host,
+        "port": listen_port,
         # Keyplane writes its own access log, without query strings or session tokens.
         "access_log": False,
         # Client addresses come from KEYPLANE_TRUSTED_PROXIES only (keyplane.kit.client_address).
@@ -107,10 +145,20 @@ def serve(
     uvicorn.run("keyplane.app:create_app_from_env", factory=True, workers=workers, **options)
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 @app.command()
 def init(
     tenant: Annotated[str, typer.Option(help="Tenant (organization) name.")],
     admin_email: Annotated[str, typer.Option(help="Email of the first tenant admin.")],
+    admin_first_name: Annotated[
+        str, typer.Option(help="First name of the first tenant admin.")
+    ] = "Tenant",
+    admin_last_name: Annotated[
+        str, typer.Option(help="Last name of the first tenant admin.")
+    ] = "Admin",
     admin_password: Annotated[
         str | None,
         typer.Option(
@@ -129,7 +177,8 @@ def init(
     settings = _settings(database_url)
     upgrade_to_head(settings.resolved_database_url)
     password = admin_password or secrets.token_urlsafe(15)
-    created = asyncio.run(_create_tenant(settings, tenant, admin_email, password, if_empty))
+    admin = _Admin(admin_email, admin_first_name, admin_last_name, password)
+    created = asyncio.run(_create_tenant(settings, tenant, admin, if_empty))
     if not created:
         typer.echo(
             "A tenant exists already; nothing was created. Log in with the password printed "
@@ -141,11 +190,20 @@ def init(
         typer.echo(f"Generated password (shown once): {password}")
 
 
+@dataclass(frozen=True)
+class _Admin:
+    email: str
+    first_name: str
+    last_name: str
+    password: str
+
+
 async def _create_tenant(
-    settings: Settings, tenant_name: str, email: str, password: str, if_empty: bool
+    settings: Settings, tenant_name: str, admin: _Admin, if_empty: bool
 ) -> bool:
     from keyplane.kit.db import create_engine, transaction
     from keyplane.kit.errors import KeyplaneError
+    from keyplane.roles import Role
     from keyplane.runtime import Runtime
     from keyplane.tenants import service as tenants
     from keyplane.users import service as users
@@ -159,7 +217,13 @@ async def _create_tenant(
                 return False
             try:
                 spec = UserSpecEntity.model_validate(
-                    {"emailId": email, "roles": ["tenant-admin"], "password": password}
+                    {
+                        "emailId": admin.email,
+                        "firstName": admin.first_name,
+                        "lastName": admin.last_name,
+                        "roles": [Role.TENANT_ADMIN.value],
+                        "password": admin.password,
+                    }
                 )
                 tenant = await tenants.create_tenant(session, tenant_name)
                 await users.create_user(session, runtime, tenants.system_principal(tenant), spec)

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from keyplane.client import ApiKey, AuditEvent, ResourceLimit, User
+from keyplane.kit.keys import hint_display
 
 _PADDING = 2
 # Wide enough that no row of a table is ever wrapped when the output is not a terminal.
@@ -104,11 +105,19 @@ def when(moment: datetime | None, missing: str = "-") -> str:
 
 
 def key_state(key: ApiKey) -> str:
+    """One state per key, as the console shows it (``ApiKey.state`` on the server): revoked
+    ("Inactive", Palette's word) wins over expired, since a revoke outlives the expiry
+    (extending a revoked key leaves it revoked); expired wins over active."""
     if not key.is_active:
         return "Inactive"
     if key.is_expired:
         return "Expired"
     return "Active"
+
+
+def key_hint(key: ApiKey) -> str:
+    """``kp_…abcd``: the prefix and the last 4 characters, all that is kept of a key."""
+    return hint_display(key.key_hint) if key.key_hint else "-"
 
 
 def user_state(user: User) -> str:
@@ -171,11 +180,12 @@ def keys_table(keys: Sequence[ApiKey]) -> None:
         note("No API keys.")
         return
     table(
-        ["UID", "NAME", "OWNER", "STATE", "EXPIRES", "LAST USED"],
+        ["UID", "NAME", "KEY", "OWNER", "STATE", "EXPIRES", "LAST USED"],
         (
             [
                 key.uid,
                 key.name,
+                key_hint(key),
                 key.user_email,
                 _state(key_state(key)),
                 when(key.expires_at),
@@ -191,6 +201,7 @@ def key_details(key: ApiKey) -> None:
         [
             ("UID", key.uid),
             ("Name", key.name),
+            ("Key", key_hint(key)),
             ("Description", key.description or "-"),
             (
                 "Owner",

@@ -27,15 +27,17 @@ from keyplane.cli import output
 from keyplane.cli import session as stored_sessions
 from keyplane.cli.output import OutputFormat
 from keyplane.cli.session import SessionFileError, StoredSession
+from keyplane.cli.typer_help import KeyplaneTyper
 from keyplane.client import ApiKey, AuthenticationError, Client, KeyplaneError, User
+from keyplane.roles import Role
 
 PANEL = "Remote (a running server, over its API)"
 
-app = typer.Typer()
-keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
-users_app = typer.Typer(no_args_is_help=True, help="Users of the tenant (tenant admins).")
-audit_app = typer.Typer(no_args_is_help=True, help="The tenant's audit log (tenant admins).")
-limits_app = typer.Typer(
+app = KeyplaneTyper()
+keys_app = KeyplaneTyper(no_args_is_help=True, help="API keys.")
+users_app = KeyplaneTyper(no_args_is_help=True, help="Users of the tenant (tenant admins).")
+audit_app = KeyplaneTyper(no_args_is_help=True, help="The tenant's audit log (tenant admins).")
+limits_app = KeyplaneTyper(
     no_args_is_help=True, help="The tenant's limit of API keys per user (tenant admins)."
 )
 
@@ -545,7 +547,14 @@ def users_create(
     email: Annotated[str, typer.Argument(help="The new user's email address.")],
     first_name: Annotated[str, typer.Option(help="First name.")] = "",
     last_name: Annotated[str, typer.Option(help="Last name.")] = "",
-    role: Annotated[str, typer.Option(help="user or tenant-admin.")] = "user",
+    role: Annotated[
+        Role,
+        typer.Option(
+            case_sensitive=False,
+            metavar="ROLE",
+            help=f"The user's role, one of: {', '.join(Role)}.",
+        ),
+    ] = Role.USER,
     password_stdin: Annotated[
         bool,
         typer.Option(
@@ -562,7 +571,7 @@ def users_create(
     password = _read_secret_from_stdin("password") if password_stdin else None
     with _connected(url, api_key) as client:
         user = client.create_user(
-            email, first_name=first_name, last_name=last_name, role=role, password=password
+            email, first_name=first_name, last_name=last_name, role=role.value, password=password
         )
     output.show_user(user, output_format)
 

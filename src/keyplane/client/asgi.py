@@ -7,6 +7,7 @@ As middleware::
 or as a FastAPI dependency::
 
     auth = KeyplaneAuth(url=..., verifier_key=...)
+    app.add_exception_handler(Refused, auth.error_response)  # Keyplane's error body
 
     @app.get("/things")
     async def things(caller: Annotated[KeyVerification, Depends(auth.require)]) -> ...: ...
@@ -22,35 +23,49 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyplane.client._async import AsyncClient
 from keyplane.client.errors import KeyplaneError
 from keyplane.client.models import KeyVerification
+from keyplane.kit.key_refusals import BY_VERIFY_CODE, EXPIRED, NOT_FOUND, expired_message
+from keyplane.kit.time import rfc3339
 
 logger = logging.getLogger("keyplane.client.asgi")
 
-_REASONS = {
-    "REVOKED": "This API key has been revoked.",
-    "EXPIRED": "This API key has expired.",
-    "USER_INACTIVE": "The user this API key belongs to is deactivated.",
-    "NOT_FOUND": "The API key is not valid.",
-    "MALFORMED": "The API key is not valid.",
-}
 
+class Refused(HTTPException):
+    """A request refused by ``KeyplaneAuth``. As an ``HTTPException`` it keeps its status
+    even in an app that does not register ``KeyplaneAuth.error_response``; with the handler
+    registered, the body is Keyplane's own ``{"code", "message", "details", "ref"}``."""
 
-class Refused(Exception):
     def __init__(self, status_code: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
+        headers = {"Retry-After": "1"} if status_code == 503 else None
+        super().__init__(status_code, detail=message, headers=headers)
         self.code = code
         self.message = message
+
+
+def _refusal_for(verification: KeyVerification) -> Refused:
+    refusal = BY_VERIFY_CODE.get(verification.code, NOT_FOUND)
+    message = refusal.message
+    if refusal is EXPIRED and verification.expires_at is not None:
+        message = expired_message(rfc3339(verification.expires_at))
+    return Refused(401, refusal.api_code, message)
+
+
+def _error_body(refused: Refused, ref: str) -> bytes:
+    return json.dumps(
+        {"code": refused.code, "message": refused.message, "details": None, "ref": ref}
+    ).encode()
 
 
 class KeyplaneAuth:
@@ -101,21 +116,35 @@ class KeyplaneAuth:
 
     async def authenticate(self, headers_value: str | None) -> KeyVerification:
         if not headers_value:
-            raise Refused(401, "AuthenticationRequired", "Send an API key in the ApiKey header.")
+            raise Refused(
+                401,
+                "AuthenticationRequired",
+                "Authentication required: send an API key in the ApiKey header.",
+            )
         verification = await self.verify(headers_value.strip())
         if not verification.valid:
-            reason = _REASONS.get(verification.code, "The API key is not valid.")
-            raise Refused(401, f"ApiKey{verification.code.title().replace('_', '')}", reason)
+            raise _refusal_for(verification)
         return verification
 
     async def require(self, request: Request) -> KeyVerification:
-        """FastAPI dependency: the verified caller, or a 401/503 response."""
-        try:
-            return await self.authenticate(request.headers.get("apikey"))
-        except Refused as refused:
-            raise HTTPException(
-                refused.status_code, detail=f"{refused.code}: {refused.message}"
-            ) from refused
+        """FastAPI dependency: the verified caller, or a 401/503 refusal (register
+        ``error_response`` for Keyplane's error body)."""
+        return await self.authenticate(request.headers.get("apikey"))
+
+    @staticmethod
+    async def error_response(request: Request, exc: Exception) -> Response:
+        """Exception handler for ``Refused``: ``app.add_exception_handler(Refused,
+        auth.error_response)``. The ``ref`` is this request's own id, sent back as
+        ``X-Request-Id`` as Keyplane does."""
+        assert isinstance(exc, Refused)
+        ref = secrets.token_hex(8)
+        headers = {**(exc.headers or {}), "X-Request-Id": ref}
+        return Response(
+            _error_body(exc, ref),
+            status_code=exc.status_code,
+            headers=headers,
+            media_type="application/json",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is None:
@@ -138,11 +167,15 @@ class KeyplaneAuth:
 
 
 async def _refuse(send: Send, refused: Refused) -> None:
-    body = json.dumps(
-        {"code": refused.code, "message": refused.message, "details": None, "ref": ""}
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if refused.status_code == 503:
-        headers.append((b"retry-after", b"1"))
+    ref = secrets.token_hex(8)
+    body = _error_body(refused, ref)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", ref.encode()),
+    ]
+    headers.extend(
+        (name.lower().encode(), value.encode()) for name, value in (refused.headers or {}).items()
+    )
     await send({"type": "http.response.start", "status": refused.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -25,6 +25,9 @@ class ApiKey(_Model):
     created_at: datetime
     modified_at: datetime
     last_used_at: datetime | None
+    # The key's last 4 characters, to tell keys apart (shown as ``kp_…abcd``); None for
+    # keys created before the server kept them, or from servers that do not send them.
+    key_hint: str | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> ApiKey:
@@ -44,6 +47,7 @@ class ApiKey(_Model):
             created_at=metadata["creationTimestamp"],
             modified_at=metadata["lastModifiedTimestamp"],
             last_used_at=status.get("lastUsedTimestamp"),
+            key_hint=status.get("keyHint"),
         )
 
 

@@ -13,14 +13,17 @@ from pydantic import ValidationError
 from keyplane.api_keys import service as api_keys
 from keyplane.api_keys.repository import ApiKeyFilters, ApiKeyOrder
 from keyplane.api_keys.schemas import ApiKeyCreate, ApiKeyUpdate
+from keyplane.auth import policy
 from keyplane.auth.principal import Principal
 from keyplane.console.routing import ConsoleRoute, redirect_with_flash
 from keyplane.console.session import ConsolePrincipal, check_csrf
 from keyplane.console.templating import render
 from keyplane.kit.db import DbSession
 from keyplane.kit.errors import Conflict, Forbidden, KeyplaneError, ValidationFailed
+from keyplane.kit.keys import hint_display
+from keyplane.kit.problems import describe_problem
 from keyplane.kit.time import rfc3339, utcnow
-from keyplane.models import User
+from keyplane.models import ApiKeyState, User
 from keyplane.runtime import Runtime, RuntimeDep
 from keyplane.users import service as users
 
@@ -38,6 +41,8 @@ class Scope:
     heading: str
 
     def check(self, principal: Principal) -> None:
+        # A verifier has no keys to manage: even the empty "new key" form is refused.
+        policy.require_account_access(principal)
         if self.name == "tenant" and not principal.is_tenant_admin:
             raise Forbidden("Only tenant admins can open Tenant Settings.")
 
@@ -68,7 +73,8 @@ def _form_errors(exc: ValidationError) -> dict[str, str]:
             if "expiry" in location
             else names.get(location[-1] if location else "", "name")
         )
-        errors.setdefault(field, str(error["msg"]).removeprefix("Value error, "))
+        label = {"name": "Name", "description": "Description", "expiry": "Expiration"}[field]
+        errors.setdefault(field, f"{label} {describe_problem(error)}.")
     return errors
 
 
@@ -131,26 +137,27 @@ async def _list_page(
 ) -> Response:
     scope.check(principal)
     order = ApiKeyOrder(sort) if sort in ApiKeyOrder._value2member_map_ else ApiKeyOrder.CREATED
-    descending = direction == "desc"
+    descending = direction != "asc"
+    shown_state = ApiKeyState(state) if state in ApiKeyState._value2member_map_ else None
     filters = ApiKeyFilters(
         user_uid=principal.user_uid if scope is USER else (user or None),
-        is_active={"active": True, "inactive": False}.get(state),
+        state=shown_state,
         order=order,
         descending=descending,
     )
     rows, total = await api_keys.list_api_keys(session, principal, filters, offset, PAGE_SIZE)
     shown_filters = {
         "user": user if scope is TENANT else "",
-        "state": state if state in {"active", "inactive"} else "",
+        "state": shown_state.value if shown_state else "",
         "sort": order.value,
         "dir": "desc" if descending else "asc",
     }
-    columns = [("name", "Name"), ("description", "Description")]
+    columns = [("name", "Name"), ("key", "Key"), ("description", "Description")]
     if scope is TENANT:
         columns.append(("user", "User Name"))
     columns += [
         ("expiry", "Expiration Date"),
-        ("active", "Active"),
+        ("state", "Active"),
         ("lastUsed", "Last Used"),
         ("created", "Created"),
     ]
@@ -164,6 +171,7 @@ async def _list_page(
             filters=shown_filters,
             columns=columns,
             sortable={"name", "user", "expiry", "lastUsed", "created"},
+            states=[(state.value, state.value.capitalize()) for state in ApiKeyState],
             sort_url=lambda column: _sort_url(scope, shown_filters, column),
             page=_page(scope, shown_filters, offset, len(rows), total),
         ),
@@ -186,7 +194,7 @@ async def list_keys(
     user: str = "",
     state: str = "",
     sort: str = "created",
-    dir: str = "asc",
+    dir: str = "desc",
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     return await _list_page(
@@ -320,6 +328,7 @@ async def create_key(
             name=key.name,
             owner=owner.full_name if owner.uid != principal.user_uid else "",
             value=value,
+            hint=hint_display(key.key_hint),
         ),
         principal=principal,
         status_code=201,

@@ -1,5 +1,6 @@
 """Console routes answer in HTML: a domain error becomes a page, a missing session the
-login form. The REST API's JSON error handler never sees them."""
+login form, a database that cannot serve a page that says so and when to try again. The
+REST API's JSON error handler never sees them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from urllib.parse import quote, urlencode
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import SQLAlchemyError
 
 from keyplane.console.session import LoginRequired, set_flash
 from keyplane.console.templating import render
-from keyplane.kit.errors import KeyplaneError
+from keyplane.kit.errors import KeyplaneError, database_failure, request_ref
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -63,13 +65,55 @@ def _same_site_referer(request: Request) -> str:
     return referer if referer.startswith(origin) else "/"
 
 
+_UNAVAILABLE_HEADINGS = {
+    "DatabaseUnreachable": "The database cannot be reached",
+    "DatabaseTimeout": "The database is not answering",
+    "StorageFull": "The database is full",
+}
+
+
+async def _database_failures_as_errors(
+    handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request
+) -> Response:
+    """A failed database call raised as the domain error it stands for (the one the JSON
+    API answers with), so that it gets a page like any other refusal."""
+    try:
+        return await handler(request)
+    except (SQLAlchemyError, OSError) as exc:
+        error = database_failure(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _unavailable_page(request: Request, exc: KeyplaneError) -> Response:
+    headers = exc.headers or {}
+    retry_url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = render(
+        request,
+        "common/unavailable.html",
+        {
+            "heading": _UNAVAILABLE_HEADINGS.get(exc.code, "Temporarily unavailable"),
+            "message": exc.message,
+            "retry_after": headers.get("Retry-After"),
+            "ref": request_ref(request),
+            # A form is not posted again by a link: back to the page it came from.
+            "retry_url": retry_url if request.method == "GET" else _same_site_referer(request),
+        },
+        principal=getattr(request.state, "principal", None),
+        status_code=exc.status_code,
+    )
+    response.headers.update(headers)
+    return response
+
+
 class ConsoleRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def console_handler(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await _database_failures_as_errors(handler, request)
             except LoginRequired as exc:
                 target = await _resume_target(request)
                 query = f"?next={quote(target, safe='')}" if target and target != "/" else ""
@@ -78,19 +122,31 @@ class ConsoleRoute(APIRoute):
                     set_flash(request, response, exc.reason, "error")
                 return response
             except KeyplaneError as exc:
+                if exc.status_code == 503:
+                    return _unavailable_page(request, exc)
                 headings = {403: "Not allowed", 404: "Not found", 401: "Not logged in"}
-                return render(
+                principal = getattr(request.state, "principal", None)
+                # Tenant Settings' navigation only for those who may use it: a plain user
+                # refused a Tenant Settings URL sees the refusal in their own scope.
+                in_settings = request.url.path.startswith("/tenant") and bool(
+                    principal is not None and principal.is_tenant_admin
+                )
+                page = render(
                     request,
                     "common/error.html",
                     {
                         "heading": headings.get(exc.status_code, "Something is not right"),
                         "message": exc.message,
                         "back_url": _same_site_referer(request),
-                        "scope": "tenant" if request.url.path.startswith("/tenant") else "user",
-                        "section": "error" if request.url.path.startswith("/tenant") else None,
+                        "scope": "tenant" if in_settings else "user",
+                        "section": "error" if in_settings else None,
                     },
-                    principal=getattr(request.state, "principal", None),
+                    principal=principal,
                     status_code=exc.status_code,
                 )
+                # The error's headers say what the page says to machines (Retry-After of
+                # a 429, Allow of a 405), as the JSON API's error handler sends them.
+                page.headers.update(exc.headers or {})
+                return page
 
         return console_handler

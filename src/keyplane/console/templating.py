@@ -12,7 +12,8 @@ from fastapi.templating import Jinja2Templates
 
 from keyplane.auth.principal import Principal
 from keyplane.console.session import FLASH_COOKIE, csrf_token_for, read_flash
-from keyplane.kit.time import as_utc, utcnow
+from keyplane.kit.keys import hint_display
+from keyplane.kit.time import as_utc, rfc3339, utcnow
 from keyplane.runtime import Runtime
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -41,6 +42,8 @@ def _timestamp(moment: datetime) -> str:
 templates.env.filters["datetime"] = _date
 templates.env.filters["timestamp"] = _timestamp
 templates.env.filters["day"] = _day
+templates.env.filters["key_hint"] = hint_display
+templates.env.filters["rfc3339"] = rfc3339
 
 
 def render(

@@ -22,6 +22,7 @@ from keyplane.console.session import (
 from keyplane.console.templating import render
 from keyplane.kit.db import DbSession
 from keyplane.kit.errors import Conflict, KeyplaneError, ValidationFailed
+from keyplane.kit.problems import describe_problem
 from keyplane.models import Role, User
 from keyplane.runtime import RuntimeDep
 from keyplane.users import service as users
@@ -158,9 +159,8 @@ def _schema_errors(exc: ValidationError, values: dict[str, str]) -> dict[str, st
                 else "Enter a valid email address, such as name@example.com."
             )
         else:
-            problem = str(error["msg"]).removeprefix("Value error, ")
             label = _FIELD_LABELS.get(field, "This field")
-            message = f"{label} {problem}." if problem[:1].islower() else f"{label}: {problem}."
+            message = f"{label} {describe_problem(error)}."
         errors.setdefault(field, message)
     return errors
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,6 +31,14 @@ _POSTGRES_DRIVERS = {
     "postgresql+asyncpg",
 }
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Without a bound of its own (migrations, which may run long statements), an engine still
+# never waits forever for a connection.
+_DEFAULT_CONNECT_SECONDS = 5.0
+_DEFAULT_CHECKOUT_SECONDS = 30.0
+# The server cancels a statement that is merely slow (a lock wait) after the bound and keeps
+# the connection; the client's own timer, this much later, is for a server that no longer
+# answers at all (a partition), and costs the connection.
+_CLIENT_TIMEOUT_MARGIN_SECONDS = 1.0
 
 # Whether the transaction about to begin will write. On SQLite a writing transaction
 # starts with BEGIN IMMEDIATE: it takes the write lock up front, so that a "read, check,
@@ -62,21 +70,51 @@ def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def create_engine(raw_url: str) -> AsyncEngine:
+def timed_out(error: BaseException | None) -> bool:
+    """Whether a timeout is anywhere in the chain: the driver raises it bare, or it is the
+    cause of what surfaced (a statement refused because the timed-out one is cancelling)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, TimeoutError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def create_engine(raw_url: str, *, timeout_seconds: float | None = None) -> AsyncEngine:
+    """``timeout_seconds`` bounds every wait on the database: the pool checkout, the connect,
+    and (PostgreSQL) each statement, the liveness ping and the rollback included."""
     url = normalise_database_url(raw_url)
+    checkout = timeout_seconds or _DEFAULT_CHECKOUT_SECONDS
     if not is_sqlite(url):
-        # A database that does not answer must give 503 within seconds, not hang requests.
-        return create_async_engine(
+        connect_args: dict[str, Any] = {"timeout": timeout_seconds or _DEFAULT_CONNECT_SECONDS}
+        if timeout_seconds is not None:
+            connect_args["command_timeout"] = timeout_seconds + _CLIENT_TIMEOUT_MARGIN_SECONDS
+            connect_args["server_settings"] = {
+                "statement_timeout": str(max(1, round(timeout_seconds * 1000)))
+            }
+        engine = create_async_engine(
             url,
             pool_pre_ping=True,
             pool_size=10,
             max_overflow=10,
-            connect_args={"timeout": 5},
+            pool_timeout=checkout,
+            connect_args=connect_args,
+            # Error messages (and so log lines) name the statement, never its values.
+            hide_parameters=True,
         )
+        _drop_timed_out_connections(engine)
+        return engine
 
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_async_engine(
+        url,
+        pool_timeout=checkout,
+        connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000},
+        hide_parameters=True,
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -96,6 +134,29 @@ def create_engine(raw_url: str) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if _writes.get() else "BEGIN")
 
     return engine
+
+
+def _drop_timed_out_connections(engine: AsyncEngine) -> None:
+    """A connection whose statement timed out is abandoned at once. Its socket may be dead
+    (a partition): a graceful close or a rollback over it would wait once more, and while
+    the driver cancels the statement the connection refuses all else anyway."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if timed_out(context.original_exception):
+            context.is_disconnect = True
+            # One slow statement says nothing about the other pooled connections: each is
+            # checked by its own ping when next used.
+            context.invalidate_pool_on_disconnect = False
+
+    @event.listens_for(engine.sync_engine.pool, "invalidate")
+    def _on_invalidate(
+        dbapi_connection: Any, _record: Any, exception: BaseException | None
+    ) -> None:
+        # Covers the liveness ping as well, whose timeout the pool handles without the
+        # error hook above. asyncpg's terminate() drops the socket without a word.
+        if timed_out(exception):
+            dbapi_connection.driver_connection.terminate()
 
 
 def create_sessionmaker(

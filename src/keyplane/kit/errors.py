@@ -8,18 +8,27 @@ Palette-style code, and one handler renders it as ``{"code", "message", "details
     ├── Unauthorized       401
     ├── Forbidden          403
     ├── NotFound           404
+    ├── MethodNotAllowed   405
     ├── Conflict           409
     ├── PayloadTooLarge    413
     ├── RateLimited        429
-    └── Unavailable        503
+    └── Unavailable        503  ServiceUnavailable: a backing service cannot serve the
+        │                       request now; always with Retry-After
+        ├── DatabaseUnreachable  refused, or the connection was lost
+        ├── DatabaseTimeout      no answer within the bound (a partition, a lock held too
+        │                        long, no pooled connection free)
+        └── StorageFull          no room left to write; nothing was changed
 
 Messages are written for people and never contain a key value, a token or a password.
+A failed database call becomes one of these in ``database_failure``, for the JSON API and
+the console alike; any other backing service added later gets its own ``Unavailable``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -27,9 +36,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+from keyplane.kit.db import timed_out
+from keyplane.kit.problems import describe_errors, summary
 
 logger = logging.getLogger("keyplane.errors")
 
@@ -82,6 +95,21 @@ class NotFound(KeyplaneError):
     default_code = "ResourceNotFound"
 
 
+# The routes of kit/routing.py that answer 405 for a fixed path: not methods of that path.
+METHOD_GUARD_ROUTE = "keyplane:method-not-allowed"
+
+
+class MethodNotAllowed(KeyplaneError):
+    status_code = 405
+    default_code = "MethodNotAllowed"
+
+    def __init__(self, allowed: str) -> None:
+        super().__init__(
+            f"This method is not allowed on this endpoint; it allows {allowed}.",
+            headers={"Allow": allowed},
+        )
+
+
 class Conflict(KeyplaneError):
     status_code = 409
     default_code = "Conflict"
@@ -100,6 +128,112 @@ class RateLimited(KeyplaneError):
 class Unavailable(KeyplaneError):
     status_code = 503
     default_code = "ServiceUnavailable"
+
+
+class DatabaseUnreachable(Unavailable):
+    default_code = "DatabaseUnreachable"
+
+
+class DatabaseTimeout(Unavailable):
+    default_code = "DatabaseTimeout"
+
+
+class StorageFull(Unavailable):
+    default_code = "StorageFull"
+
+
+# PostgreSQL SQLSTATEs (Appendix A of its manual).
+_RETRY_TRANSACTION = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+_DISK_FULL = frozenset({"53100"})
+_TIMED_OUT = frozenset({"57014", "55P03"})  # statement_timeout (query_canceled), lock_timeout
+_SERVER_GONE = frozenset({"53300", "57P01", "57P02", "57P03"})  # too many connections, shutdown
+_SQLITE_TIMED_OUT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, the driver's own beneath SQLAlchemy's, and what caused each."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        orig = getattr(error, "orig", None)
+        pending += [
+            error.__context__,
+            error.__cause__,
+            orig if isinstance(orig, BaseException) else None,
+        ]
+
+
+def _codes(exc: BaseException) -> tuple[set[str], set[int]]:
+    sqlstates: set[str] = set()
+    sqlite_codes: set[int] = set()
+    for error in _chain(exc):
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            sqlstates.add(sqlstate)
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            # The extended code's low byte is the primary one (SQLITE_IOERR_* and so on).
+            sqlite_codes.add(code & 0xFF)
+    return sqlstates, sqlite_codes
+
+
+def database_failure(exc: BaseException) -> KeyplaneError | None:
+    """What a client is told about a failed database call, or None when the failure is
+    not the database's (a bug: 500). Never the statement or its values."""
+    sqlstates, sqlite_codes = _codes(exc)
+    if sqlstates & _RETRY_TRANSACTION:
+        # The database gave up one of two transactions that waited on each other; nothing
+        # of it was stored, and the same request made again normally succeeds.
+        return Conflict(
+            "This change collided with another one made at the same time and was not saved; "
+            "try again."
+        )
+    if isinstance(exc, IntegrityError):
+        # A uniqueness rule checked by the service, lost to a concurrent request.
+        return Conflict(
+            "This change conflicts with another one made at the same time; reload and try again."
+        )
+    if sqlstates & _DISK_FULL or sqlite3.SQLITE_FULL in sqlite_codes:
+        return StorageFull(
+            "The database has run out of storage space, so nothing was changed; try again later.",
+            headers={"Retry-After": "60"},
+        )
+    if isinstance(exc, PoolTimeout):
+        return DatabaseTimeout(
+            "The database is busy: no connection to it came free in time; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    if timed_out(exc) or sqlstates & _TIMED_OUT or sqlite_codes & _SQLITE_TIMED_OUT:
+        return DatabaseTimeout(
+            "The database did not answer in time; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    if (
+        isinstance(exc, (OSError, OperationalError))
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or any(state.startswith("08") for state in sqlstates)
+        or sqlstates & _SERVER_GONE
+    ):
+        return DatabaseUnreachable(
+            "The database cannot be reached right now; try again shortly.",
+            headers={"Retry-After": "2"},
+        )
+    return None
+
+
+def _failure_names(exc: BaseException) -> str:
+    """For the log: the kinds of error and their codes, never a message (SQLAlchemy's
+    names the statement, a driver's may quote a value)."""
+    sqlstates, sqlite_codes = _codes(exc)
+    names = " <- ".join(dict.fromkeys(type(error).__name__ for error in _chain(exc)))
+    codes = [f"SQLSTATE {state}" for state in sorted(sqlstates)]
+    codes += [f"SQLite code {code}" for code in sorted(sqlite_codes)]
+    return f"{names} ({', '.join(codes)})" if codes else names
 
 
 def request_ref(request: Request) -> str:
@@ -125,30 +259,29 @@ def error_response(
 
 
 def _describe_validation_errors(
-    errors: Sequence[Any],
+    errors: Sequence[Any], content_type: str
 ) -> tuple[bool, str, list[dict[str, str]]]:
-    """Field errors without the offending input: it may be a password or a key."""
-    fields: list[dict[str, str]] = []
-    malformed_json = False
-    for error in errors:
-        location = [str(part) for part in error.get("loc", ())]
-        if error.get("type") == "json_invalid":
-            malformed_json = True
-        if location and location[0] in {"body", "query", "path", "header"}:
-            source, path = location[0], location[1:]
-        else:
-            source, path = "body", location
-        fields.append(
-            {
-                "in": source,
-                "field": ".".join(path) or "(body)",
-                "problem": str(error.get("msg", "is invalid")),
-            }
+    """Field errors in Keyplane's words, without the offending input: it may be a password
+    or a key."""
+    fields = describe_errors(errors)
+    invalid_json = next((error for error in errors if error.get("type") == "json_invalid"), None)
+    if invalid_json is not None:
+        reason = str((invalid_json.get("ctx") or {}).get("error", "")).rstrip(".")
+        location = invalid_json.get("loc", ())
+        offset = location[-1] if location and isinstance(location[-1], int) else None
+        where = f" at character {offset + 1}" if offset is not None else ""
+        detail = f": {reason[:1].lower()}{reason[1:]}{where}" if reason else where
+        return True, f"The request body is not valid JSON{detail}.", fields
+    body_not_json = any(
+        item["field"] == "(body)" and item["problem"] == "must be a JSON object" for item in fields
+    )
+    if body_not_json and "json" not in content_type.lower():
+        return (
+            False,
+            "The request body must be a JSON object, sent with Content-Type: application/json.",
+            fields,
         )
-    if malformed_json:
-        return True, "The request body is not valid JSON.", fields
-    summary = "; ".join(f"{item['field']}: {item['problem']}" for item in fields[:5])
-    return False, f"The request is invalid: {summary}.", fields
+    return False, f"The request is invalid: {summary(fields)}.", fields
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -162,7 +295,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        malformed, message, fields = _describe_validation_errors(exc.errors())
+        malformed, message, fields = _describe_validation_errors(
+            exc.errors(), request.headers.get("content-type", "")
+        )
         code = "MalformedJson" if malformed else "InvalidRequest"
         return error_response(request, 400, code, message, {"fields": fields})
 
@@ -192,36 +327,15 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_database_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DBAPIError)
-        if isinstance(exc, IntegrityError):
-            # A uniqueness rule checked by the service, lost to a concurrent request.
-            return error_response(
-                request,
-                409,
-                "Conflict",
-                "This change conflicts with another one made at the same time; reload and "
-                "try again.",
-            )
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
-            logger.warning("database unavailable (ref %s): %s", request_ref(request), exc.orig)
-            return error_response(
-                request,
-                503,
-                "ServiceUnavailable",
-                "The database cannot be reached right now; try again shortly.",
-                headers={"Retry-After": "1"},
-            )
-        return await on_unexpected(request, exc)
-
-    async def on_connection_error(request: Request, exc: Exception) -> JSONResponse:
-        # Raised by the drivers when the database server cannot be reached at all.
-        logger.warning("database unreachable (ref %s): %r", request_ref(request), exc)
+        # Also the drivers' own OSError (refused, unreachable, timed out) and SQLAlchemy's
+        # errors that are not the driver's (no pooled connection free in time).
+        error = database_failure(exc)
+        if error is None:
+            return await on_unexpected(request, exc)
+        log = logger.warning if error.status_code >= 500 else logger.info
+        log("database: %s (ref %s): %s", error.code, request_ref(request), _failure_names(exc))
         return error_response(
-            request,
-            503,
-            "ServiceUnavailable",
-            "The database cannot be reached right now; try again shortly.",
-            headers={"Retry-After": "1"},
+            request, error.status_code, error.code, error.message, error.details, error.headers
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -236,8 +350,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(KeyplaneError, on_keyplane_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(DBAPIError, on_database_error)
-    app.add_exception_handler(OSError, on_connection_error)
+    app.add_exception_handler(SQLAlchemyError, on_database_error)
+    app.add_exception_handler(OSError, on_database_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
@@ -245,7 +359,11 @@ def _allowed_methods(request: Request, tried: str) -> str:
     """Every method of the path, as a 405 must list them (RFC 9110). Starlette's own
     ``Allow`` (``tried``) names only the methods of the one route it tried, and FastAPI makes
     one route per method: gather those of every route with the same path template."""
-    routes = list(iter_route_contexts(request.app.router.routes))
+    routes = [
+        route
+        for route in iter_route_contexts(request.app.router.routes)
+        if route.name != METHOD_GUARD_ROUTE
+    ]
     # The first route whose path matches is the one the router tried.
     first = next((r for r in routes if r.matches(request.scope)[0] is not Match.NONE), None)
     if first is None or first.path_format is None:

@@ -117,12 +117,18 @@ def _signal(lost: asyncio.Event, _connection: Any) -> None:
 
 class PostgresListener:
     def __init__(
-        self, url: URL, deliver: Deliver, set_healthy: SetHealthy, ping_seconds: float = 1.0
+        self,
+        url: URL,
+        deliver: Deliver,
+        set_healthy: SetHealthy,
+        ping_seconds: float = 1.0,
+        timeout_seconds: float = 5.0,
     ) -> None:
         self.url = url
         self.deliver = deliver
         self.set_healthy = set_healthy
         self.ping_seconds = ping_seconds
+        self.timeout_seconds = timeout_seconds
 
     def _connect_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {
@@ -131,7 +137,10 @@ class PostgresListener:
             "user": self.url.username,
             "password": self.url.password,
             "database": self.url.database,
-            "timeout": 5,
+            # A partition closes nothing: without these, the connect or the LISTEN could
+            # wait for it to end, with the cache on and no notification arriving.
+            "timeout": self.timeout_seconds,
+            "command_timeout": self.timeout_seconds,
             "server_settings": {"application_name": APPLICATION_NAME},
         }
         if "ssl" in self.url.query:

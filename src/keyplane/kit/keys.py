@@ -96,6 +96,26 @@ class SecretHasher:
         return hmac.compare_digest(self.hash(value), stored_hash)
 
 
+# What is kept of a key to tell it apart from its siblings: its last 4 characters, shown as
+# ``kp_…abcd`` (GitHub and Stripe show as much). They are checksum characters, not random
+# ones: a function of the 32 random characters, so they add nothing secret. At most they let
+# an online guesser skip candidates whose checksum ends otherwise, 62**4 (about 24 bits) of
+# 62**32 (190 bits), which leaves some 166 bits, still above the 160 required. Nothing more
+# of a key is ever stored or shown.
+HINT_LENGTH = 4
+
+
+def key_hint(value: str) -> str:
+    """The part of a key kept to recognise it: its last ``HINT_LENGTH`` characters."""
+    return value[-HINT_LENGTH:]
+
+
+def hint_display(hint: str | None) -> str:
+    """How a key is named in lists: ``kp_…abcd``, or a dash for keys created before
+    Keyplane kept hints."""
+    return "—" if not hint else f"{API_KEY_PREFIX}…{hint}"
+
+
 def redact(value: str) -> str:
     """What may be shown of a key or token: its prefix only."""
     for prefix in (SESSION_TOKEN_PREFIX, API_KEY_PREFIX):

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from keyplane.kit.text import single_line
+
+
+class SingleLineFormatter(logging.Formatter):
+    """Every record's message on one line: a value that a client sent (a path, a header, an
+    email) and that some message quotes cannot forge a log line. Tracebacks, which the
+    formatter appends after the message, keep their lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.message = single_line(record.message)
+        return super().formatMessage(safe)
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:
@@ -10,7 +24,10 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "plain": {
+                "()": SingleLineFormatter,
+                "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+            },
         },
         "handlers": {
             "stderr": {

@@ -8,12 +8,13 @@ import re
 import secrets
 import time
 from email.message import Message as MimeHeader
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.kit.client_address import ClientAddressResolver
+from keyplane.kit.text import escape_for_log, has_unstorable, unstorable_json_field
 
 access_logger = logging.getLogger("keyplane.access")
 
@@ -32,21 +33,43 @@ _SECURITY_HEADERS = [
 # For responses that set no policy of their own (the JSON API, redirects): they load
 # nothing and are framed by nobody. Console pages set a fuller one.
 _DEFAULT_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Secrets and the pages that show people's data are never kept by a browser or a proxy;
+# static assets (and responses that set their own policy) may be.
+_NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+_CACHEABLE_PREFIXES = ("/static/",)
 # Strings (whose brackets do not count) and brackets; possessive, so no backtracking.
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 _METHODS_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_UNSTORABLE_MESSAGE = (
+    "The request's {where} contains a character that cannot be stored: a NUL or an unpaired "
+    "UTF-16 surrogate. Remove it and try again."
+)
 
 
-def json_nesting_exceeds(body: bytes, limit: int) -> bool:
-    """Whether arrays and objects nest deeper than ``limit``, found without parsing."""
+def decode_json_text(body: bytes) -> str | None:
+    """The body as text, in the encoding JSON allows (UTF-8, -16 or -32, detected as the
+    parser detects it), or None when it is not valid in that encoding."""
+    try:
+        return body.decode(json.detect_encoding(body), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+def json_nesting_exceeds(body: bytes | str, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than ``limit``, found without parsing. Bytes
+    are decoded first: brackets in UTF-16 are not the ASCII bytes a byte scan looks for."""
+    text = body if isinstance(body, str) else decode_json_text(body)
+    if text is None:
+        return False
     depth = 0
-    for token in _JSON_TOKENS.finditer(body):
+    for token in _JSON_TOKENS.finditer(text):
         char = token.group()
-        if char in (b"[", b"{"):
+        if char in ("[", "{"):
             depth += 1
             if depth > limit:
                 return True
-        elif char in (b"]", b"}"):
+        elif char in ("]", "}"):
             depth -= 1
     return False
 
@@ -56,7 +79,36 @@ def _loggable_path(path: str) -> str:
     for prefix in _REDACTED_PATH_PREFIXES:
         if path.startswith(prefix):
             return prefix + "[redacted]"
-    return path
+    return escape_for_log(path)
+
+
+def _unstorable_in_query(scope: Scope) -> str | None:
+    """The name of the first query parameter whose name or value holds an unstorable
+    character, decoded as Starlette decodes it (``"?"`` when the name itself is bad)."""
+    raw: bytes = scope.get("query_string", b"")
+    if not raw:
+        return None
+    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
+        if has_unstorable(name):
+            return "?"
+        if has_unstorable(value):
+            return name
+    return None
+
+
+def _unstorable_header(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if b"\x00" in value:
+            return str(name.decode("latin-1"))
+    return None
+
+
+def _form_has_unstorable(body: bytes, media_type: str) -> bool:
+    if b"\x00" in body:
+        return True
+    if media_type == "application/x-www-form-urlencoded":
+        return has_unstorable(unquote_plus(body.decode("latin-1"), errors="surrogatepass"))
+    return False
 
 
 class RequestContextMiddleware:
@@ -86,6 +138,7 @@ class RequestContextMiddleware:
         address = self.client_address.remember(scope)
         started = time.perf_counter()
         status_holder = [500]
+        cacheable = scope["path"].startswith(_CACHEABLE_PREFIXES)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,43 +146,109 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(_SECURITY_HEADERS)
-                if not any(name.lower() == _DEFAULT_CSP[0] for name, _ in headers):
+                names = {name.lower() for name, _ in headers}
+                if _DEFAULT_CSP[0] not in names:
                     headers.append(_DEFAULT_CSP)
+                if not cacheable and b"cache-control" not in names:
+                    headers.extend(_NO_STORE)
+                elif b"pragma" not in names and (b"cache-control", b"no-store") in headers:
+                    headers.append(_NO_STORE[1])
                 message["headers"] = headers
             await send(message)
 
         try:
-            if self._has_key_in_query(scope):
-                await self._refuse(send_with_id, request_id, 400, "ApiKeyInQuery", _KEY_IN_QUERY)
-            elif self._declared_length(scope) > self.max_body_bytes:
-                await self._refuse(send_with_id, request_id, 413, "PayloadTooLarge", _TOO_LARGE)
-            elif self._parsed_as_json(scope):
-                body = await self._read_body(receive)
-                if body is None:
-                    await self._refuse(send_with_id, request_id, 413, "PayloadTooLarge", _TOO_LARGE)
-                elif json_nesting_exceeds(body, self.max_json_depth):
-                    await self._refuse(
-                        send_with_id,
-                        request_id,
-                        400,
-                        "JsonTooDeep",
-                        f"The request body nests arrays and objects more than "
-                        f"{self.max_json_depth} levels deep; no request needs that many.",
-                    )
-                else:
-                    await self.app(scope, self._replay(body, receive), send_with_id)
-            else:
-                await self.app(scope, self._limited(receive), send_with_id)
+            await self._dispatch(scope, receive, send_with_id, request_id)
         finally:
             access_logger.info(
                 '%s "%s %s" %d %.1fms ref=%s',
-                address or "-",
-                scope["method"],
+                escape_for_log(address or "-"),
+                escape_for_log(scope["method"]),
                 _loggable_path(scope["path"]),
                 status_holder[0],
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """Refusals that need no route, in the order a client would fix them; then the app."""
+        if self._has_key_in_query(scope):
+            await self._refuse(send, request_id, 400, "ApiKeyInQuery", _KEY_IN_QUERY)
+            return
+        where = self._unstorable_outside_body(scope)
+        if where is not None:
+            await self._refuse_unstorable(send, request_id, where)
+            return
+        if self._declared_length(scope) > self.max_body_bytes:
+            await self._refuse(send, request_id, 413, "PayloadTooLarge", _TOO_LARGE)
+            return
+        media_type = self._body_media_type(scope)
+        if media_type is None:
+            await self.app(scope, self._limited(receive), send)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await self._refuse(send, request_id, 413, "PayloadTooLarge", _TOO_LARGE)
+            return
+        if media_type == "json" and body:
+            text = decode_json_text(body)
+            if text is None:
+                await self._refuse(
+                    send,
+                    request_id,
+                    400,
+                    "MalformedJson",
+                    "The request body is not valid JSON: it must be text in UTF-8 "
+                    "(or UTF-16 or UTF-32).",
+                )
+                return
+            if json_nesting_exceeds(text, self.max_json_depth):
+                await self._refuse(
+                    send,
+                    request_id,
+                    400,
+                    "JsonTooDeep",
+                    f"The request body nests arrays and objects more than "
+                    f"{self.max_json_depth} levels deep; no request needs that many.",
+                )
+                return
+            field = unstorable_json_field(text)
+            if field is not None:
+                await self._refuse_unstorable(
+                    send, request_id, ("body", field) if field else ("body", None)
+                )
+                return
+        elif media_type in _FORM_TYPES and _form_has_unstorable(body, media_type):
+            await self._refuse_unstorable(send, request_id, ("form", None))
+            return
+        await self.app(scope, self._replay(body, receive), send)
+
+    @staticmethod
+    def _unstorable_outside_body(scope: Scope) -> tuple[str, str | None] | None:
+        if has_unstorable(scope["path"]):
+            return ("path", None)
+        parameter = _unstorable_in_query(scope)
+        if parameter is not None:
+            return ("query", None if parameter == "?" else parameter)
+        header = _unstorable_header(scope)
+        if header is not None:
+            return ("header", header)
+        return None
+
+    async def _refuse_unstorable(
+        self, send: Send, request_id: str, where: tuple[str, str | None]
+    ) -> None:
+        source, field = where
+        place = {"path": "path", "query": "query string", "header": "headers"}.get(source, "body")
+        if field:
+            place += f" (field {escape_for_log(field)[:100]})"
+        await self._refuse(
+            send,
+            request_id,
+            400,
+            "InvalidCharacters",
+            _UNSTORABLE_MESSAGE.format(where=place),
+            details={"in": source, "field": escape_for_log(field)[:100] if field else None},
+        )
 
     @staticmethod
     def _has_key_in_query(scope: Scope) -> bool:
@@ -150,20 +269,24 @@ class RequestContextMiddleware:
         return 0
 
     @staticmethod
-    def _parsed_as_json(scope: Scope) -> bool:
-        """Whether FastAPI would parse this body as JSON: no content type, or
-        ``application/json`` or ``application/*+json``."""
+    def _body_media_type(scope: Scope) -> str | None:
+        """How the app will parse this request's body: ``"json"`` when FastAPI would parse
+        it as JSON (no content type, ``application/json`` or ``application/*+json``), the
+        media type of a form, or None for a body nothing parses (or no body at all)."""
         if scope["method"] in _METHODS_WITHOUT_BODY:
-            return False
+            return None
         for name, value in scope.get("headers", []):
             if name == b"content-type":
                 header = MimeHeader()
                 header["content-type"] = value.decode("latin-1")
+                media_type = header.get_content_type()
                 subtype = header.get_content_subtype()
-                return header.get_content_maintype() == "application" and (
+                if header.get_content_maintype() == "application" and (
                     subtype == "json" or subtype.endswith("+json")
-                )
-        return True
+                ):
+                    return "json"
+                return media_type if media_type in _FORM_TYPES else None
+        return "json"
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body (it is small: at most ``max_body_bytes``), None past that."""
@@ -214,9 +337,16 @@ class RequestContextMiddleware:
         return limited_receive
 
     @staticmethod
-    async def _refuse(send: Send, request_id: str, status: int, code: str, message: str) -> None:
+    async def _refuse(
+        send: Send,
+        request_id: str,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, str | None] | None = None,
+    ) -> None:
         body = json.dumps(
-            {"code": code, "message": message, "details": None, "ref": request_id}
+            {"code": code, "message": message, "details": details, "ref": request_id}
         ).encode()
         await send(
             {

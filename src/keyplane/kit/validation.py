@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
+from keyplane.kit.text import NAME_RULE, describe_character, first_invisible
+
 
 def _printable(value: str) -> str:
-    if any(unicodedata.category(char) in {"Cc", "Cf", "Cs", "Co"} for char in value):
-        raise ValueError("must not contain control or invisible characters")
+    refused = first_invisible(value)
+    if refused is not None:
+        raise ValueError(f"{NAME_RULE}; found {describe_character(refused)}")
     return value
 
 
 def _printable_multiline(value: str) -> str:
-    return "\n".join(_printable(line) for line in value.replace("\r\n", "\n").split("\n"))
+    value = value.replace("\r\n", "\n")
+    refused = first_invisible(value, multiline=True)
+    if refused is not None:
+        raise ValueError(f"{NAME_RULE} other than line breaks; found {describe_character(refused)}")
+    return value
 
 
 Name = Annotated[

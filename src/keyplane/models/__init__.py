@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per table."""
 
-from keyplane.models.api_key import ApiKey
+from keyplane.models.api_key import ApiKey, ApiKeyState
 from keyplane.models.audit_event import AuditEvent
 from keyplane.models.auth_session import AuthSession
 from keyplane.models.base import Base
@@ -12,6 +12,7 @@ from keyplane.models.user import Role, User
 
 __all__ = [
     "ApiKey",
+    "ApiKeyState",
     "AuditEvent",
     "AuthSession",
     "Base",

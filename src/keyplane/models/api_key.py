@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -8,6 +9,15 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from keyplane.kit.time import utcnow
 from keyplane.models.base import Base, UTCDateTime, uid_column
 from keyplane.models.user import User
+
+
+class ApiKeyState(StrEnum):
+    """The one state a key is shown in (console, CLI, filters), in Palette's words: its
+    console's Active column reads Active or Inactive, Inactive being a revoked key."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"  # revoked
+    EXPIRED = "expired"
 
 
 class ApiKey(Base):
@@ -33,6 +43,9 @@ class ApiKey(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # HMAC-SHA256(server secret, key value), hex. The value itself is never stored.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The value's last 4 characters (checksum characters, no secret: see kit/keys.py), to
+    # tell keys apart in lists. NULL for keys created before it was kept.
+    key_hint: Mapped[str | None] = mapped_column(String(4), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -41,3 +54,14 @@ class ApiKey(Base):
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at <= now
+
+    def state(self, now: datetime) -> ApiKeyState:
+        """Expired wins over active: the key no longer authenticates. Revoked (inactive)
+        wins over expired: a revoke is a deliberate act that outlives the expiry (extending
+        a revoked key leaves it revoked), and it is what a request with the key is told
+        first (``ApiKeyRevoked``, verification's ``REVOKED``)."""
+        if not self.is_active:
+            return ApiKeyState.INACTIVE
+        if self.is_expired(now):
+            return ApiKeyState.EXPIRED
+        return ApiKeyState.ACTIVE

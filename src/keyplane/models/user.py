@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -9,13 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from keyplane.kit.time import utcnow
 from keyplane.models.base import Base, UTCDateTime, uid_column
 from keyplane.models.tenant import Tenant
-
-
-class Role(StrEnum):
-    TENANT_ADMIN = "tenant-admin"
-    USER = "user"
-    # A service account of a tenant's backend: a user that may also verify the tenant's keys.
-    VERIFIER = "verifier"
+from keyplane.roles import Role as Role  # re-exported: keyplane.models.Role
 
 
 class User(Base):

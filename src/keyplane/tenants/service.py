@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
+from keyplane.auth import policy
 from keyplane.auth.principal import AuthMethod, Principal
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.models import Role, Tenant
@@ -63,6 +64,7 @@ async def api_key_limit(session: AsyncSession, settings: Settings, tenant_uid: s
 
 
 def _require_own_tenant_admin(principal: Principal, tenant_uid: str) -> None:
+    policy.require_account_access(principal)
     # Another tenant's uid reads as unknown, so that no one learns which tenants exist.
     if tenant_uid != principal.tenant_uid:
         raise NotFound("No such tenant.", code="TenantNotFound")

@@ -6,7 +6,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
-from keyplane.models import Role, User
+from keyplane.models import Role, Tenant, User
 
 
 def visible_users(principal: Principal) -> Select[User]:
@@ -19,8 +19,29 @@ async def get(session: AsyncSession, principal: Principal, uid: str) -> User | N
 
 
 async def get_for_update(session: AsyncSession, principal: Principal, uid: str) -> User | None:
-    statement = visible_users(principal).where(User.uid == uid).with_for_update()
+    # populate_existing: a user read earlier in the transaction (before the lock was
+    # granted) is refreshed, so rules are checked against what is stored now.
+    statement = (
+        visible_users(principal)
+        .where(User.uid == uid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return await session.scalar(statement)
+
+
+async def lock_tenant(session: AsyncSession, principal: Principal) -> None:
+    """Serialises changes to the caller's tenant's users (PostgreSQL; on SQLite a writing
+    transaction holds the database's write lock already).
+
+    Every user change takes this lock first and the user rows after it, always in that
+    order, so two admins changing each other wait for one another instead of deadlocking.
+    FOR NO KEY UPDATE: rows that merely reference the tenant (keys, sessions, audit
+    events) are still inserted meanwhile."""
+    statement = (
+        select(Tenant.uid).where(Tenant.uid == principal.tenant_uid).with_for_update(key_share=True)
+    )
+    await session.execute(statement)
 
 
 async def find_by_email(session: AsyncSession, principal: Principal, email: str) -> User | None:
@@ -39,10 +60,11 @@ async def list_page(
 
 
 async def lock_active_admin_uids(session: AsyncSession, principal: Principal) -> list[str]:
-    """Locked on PostgreSQL, so two admins cannot demote each other at the same moment."""
+    """Locked, in uid order; callers hold the tenant lock (``lock_tenant``) already."""
     statement = (
         visible_users(principal)
         .where(User.role == Role.TENANT_ADMIN.value, User.is_active.is_(True))
+        .order_by(User.uid)
         .with_for_update()
     )
     return [user.uid for user in (await session.scalars(statement)).all()]

@@ -1,4 +1,20 @@
-"""Users of a tenant: only tenant admins manage them; everyone may read themselves."""
+"""Users of a tenant: only tenant admins manage them; everyone may read themselves.
+
+A change to a person's credentials or standing ends what they were holding: setting a
+password, changing the role, deactivating, re-activating or deleting a user revokes every
+session of theirs (REST tokens and console cookies alike) in the same transaction. Their
+API keys are independent credentials and follow the user instead:
+
+- password set: keys keep working (as GitHub and Stripe do with tokens);
+- role changed: keys keep working, with the new role's rights at once (cache invalidated);
+- deactivated: keys are refused (ApiKeyUserInactive) and work again on re-activation,
+  unless revoked or expired meanwhile; sessions do not come back;
+- deleted: keys are deleted with the user.
+
+The one exception is the acting session: an admin who sets their own password or changes
+their own role with a session keeps that session, and every other session ends (GitHub's
+rule). Deactivating or deleting oneself ends every session, the acting one included.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
+from keyplane.auth import policy, throttling
 from keyplane.auth import repository as auth_repository
-from keyplane.auth import throttling
-from keyplane.auth.principal import Principal
+from keyplane.auth.principal import AuthMethod, Principal
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, publish
 from keyplane.kit.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from keyplane.kit.problems import describe_errors, summary
 from keyplane.kit.time import utcnow
 from keyplane.models import Role, User
 from keyplane.runtime import Runtime
@@ -64,12 +81,17 @@ async def _hash_password(runtime: Runtime, password: str) -> str:
 
 
 def _require_admin(principal: Principal) -> None:
+    policy.require_account_access(principal)
     if not principal.is_tenant_admin:
         raise Forbidden("Only tenant admins can manage users.")
 
 
 async def _get_managed_user(session: AsyncSession, principal: Principal, uid: str) -> User:
+    """The user, locked for a change. The tenant lock comes first, in every change: two
+    admins changing each other then queue up instead of locking each other's rows in
+    opposite orders (a deadlock on PostgreSQL)."""
     _require_admin(principal)
+    await repository.lock_tenant(session, principal)
     user = await repository.get_for_update(session, principal, uid)
     if user is None:
         raise NotFound("No such user in this tenant.", code="UserNotFound")
@@ -78,6 +100,7 @@ async def _get_managed_user(session: AsyncSession, principal: Principal, uid: st
 
 async def get_user(session: AsyncSession, principal: Principal, uid: str) -> User:
     # Decided before the lookup, so a user cannot probe which uids exist.
+    policy.require_account_access(principal)
     if uid != principal.user_uid:
         _require_admin(principal)
     user = await repository.get(session, principal, uid)
@@ -133,13 +156,14 @@ def changes_from_patch(operations: Sequence[UserPatchOperation]) -> UserChanges:
     try:
         return UserChanges.model_validate(values)
     except ValidationError as exc:
+        # Named by the patch path the person wrote (/spec/firstName), not the model's field.
+        paths = {operation.path.rsplit("/", 1)[1]: operation.path for operation in operations}
         fields = [
-            {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
-            for error in exc.errors()
+            {**item, "field": paths.get(item["field"].split(".")[0], item["field"])}
+            for item in describe_errors(exc.errors())
         ]
         raise ValidationFailed(
-            "The patch is invalid: "
-            + "; ".join(f"{item['field']}: {item['problem']}" for item in fields),
+            f"The patch is invalid: {summary(fields)}.",
             code="InvalidRequest",
             details={"fields": fields},
         ) from exc
@@ -167,6 +191,7 @@ async def update_user(
     role = parse_roles(changes.roles) if changes.roles is not None else Role(user.role)
     active = user.is_active if changes.is_active is None else changes.is_active
     await _ensure_an_admin_remains(session, principal, user, role, active)
+    previous_role = Role(user.role)
     # Every check before any change: a caller that shows the error (the console) and
     # commits must not store half an edit.
     password_hash = (
@@ -196,21 +221,59 @@ async def update_user(
     user.role = role.value
 
     action = Action.USER_UPDATE
-    if active != user.is_active:
+    state_changed = active != user.is_active
+    if state_changed:
         action = Action.USER_REACTIVATE if active else Action.USER_DEACTIVATE
         user.is_active = active
-    user.modified_at = utcnow()
+    now = utcnow()
+    user.modified_at = now
+    events = []
+    if password_hash is not None:
+        events.append("password set")
+    if role is not previous_role:
+        events.append(f"role changed from {previous_role.value} to {role.value}")
+    if events or state_changed:
+        # Re-activation ends sessions too: those made before the deactivation must not
+        # come back, including any a deactivation before this rule existed left behind.
+        keep = None if state_changed else _acting_session(principal, user)
+        ended = await auth_repository.revoke_user_sessions(session, user.uid, now, keep_uid=keep)
+        events.append(_sessions_ended(ended, kept=keep is not None))
     await session.flush()
     # Role, state and names all travel with the user's cached keys.
     await publish(session, Invalidation.user(user.uid))
-    audit.record(session, principal, action, ResourceKind.USER, user.uid, user.email)
+    audit.record(
+        session,
+        principal,
+        action,
+        ResourceKind.USER,
+        user.uid,
+        user.email,
+        message="; ".join(events),
+    )
     return user
+
+
+def _acting_session(principal: Principal, user: User) -> str | None:
+    """The session making a change to its own user, which survives it (see above)."""
+    if principal.method is AuthMethod.SESSION and principal.user_uid == user.uid:
+        return principal.credential_uid
+    return None
+
+
+def _sessions_ended(count: int, *, kept: bool) -> str:
+    noun = "session" if count == 1 else "sessions"
+    if kept:
+        return f"{count} other {noun} ended; the session making the change was kept"
+    return f"all sessions ended ({count} {noun})"
 
 
 async def delete_user(session: AsyncSession, principal: Principal, uid: str) -> None:
     """Deletes the user; the database cascades to their API keys and sessions."""
     user = await _get_managed_user(session, principal, uid)
     await _ensure_an_admin_remains(session, principal, user, Role.USER, False)
+    # The database deletes their sessions with them; ended here first all the same, so
+    # that no session outlives its user even if the cascade were ever changed.
+    ended = await auth_repository.revoke_user_sessions(session, user.uid, utcnow())
     await session.delete(user)
     await session.flush()
     await publish(session, Invalidation.user(user.uid))
@@ -221,5 +284,5 @@ async def delete_user(session: AsyncSession, principal: Principal, uid: str) -> 
         ResourceKind.USER,
         user.uid,
         user.email,
-        message="the user's API keys were deleted with them",
+        message="the user's API keys were deleted with them; " + _sessions_ended(ended, kept=False),
     )

@@ -1,0 +1,48 @@
+"""Why a key is refused, in one vocabulary for every door.
+
+Keyplane's own API answers 401 with ``api_code``; ``POST /v1/apiKeys/verify`` answers
+``valid: false`` with ``verify_code``; the SDK's ``KeyplaneAuth`` (and so the example
+service) answers its callers with ``api_code`` and the same message. A tenant's service
+therefore tells its callers exactly what Keyplane would have told them.
+
+Pure data: imported by the server and by the client SDK alike.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class KeyRefusal(NamedTuple):
+    verify_code: str
+    api_code: str
+    message: str
+
+
+MALFORMED = KeyRefusal(
+    "MALFORMED",
+    "ApiKeyMalformed",
+    "The API key is malformed: check that it was copied whole.",
+)
+NOT_FOUND = KeyRefusal("NOT_FOUND", "ApiKeyInvalid", "The API key is not valid.")
+REVOKED = KeyRefusal(
+    "REVOKED",
+    "ApiKeyRevoked",
+    "This API key has been revoked; re-activate it or use another key.",
+)
+EXPIRED = KeyRefusal("EXPIRED", "ApiKeyExpired", "This API key has expired.")
+USER_INACTIVE = KeyRefusal(
+    "USER_INACTIVE",
+    "ApiKeyUserInactive",
+    "The user this API key belongs to is deactivated.",
+)
+
+BY_VERIFY_CODE = {
+    refusal.verify_code: refusal
+    for refusal in (MALFORMED, NOT_FOUND, REVOKED, EXPIRED, USER_INACTIVE)
+}
+
+
+def expired_message(expired_at: str | None) -> str:
+    """``This API key expired at 2026-12-01T10:00:00Z.`` when the time is known."""
+    return f"This API key expired at {expired_at}." if expired_at else EXPIRED.message
