@@ -114,6 +114,9 @@ async def test_deactivating_a_user_stops_their_keys_and_reactivating_restores_th
     await expect(page.get_by_role("main")).to_contain_text(
         "Deactivating Bob By stops all 3 of their API keys from working until re-activated"
     )
+    await expect(page.get_by_role("main")).to_contain_text(
+        "Every session they have now ends at once"
+    )
     await screenshot(page, "deactivate-user")
     await page.get_by_role("button", name="Deactivate").click()
     await page.wait_for_url("**/tenant/settings/users")

@@ -328,6 +328,11 @@ class UserAction:
                 first = f"Deleting {name} deletes {which}; "
             first += "this cannot be undone. The audit log keeps its records."
         lines = [first]
+        if self.slug == "deactivate":
+            lines.append(
+                "Every session they have now ends at once, on every device, and stays ended "
+                "after a re-activation: they log in again."
+            )
         if yourself and self.slug != "reactivate":
             lines.append("This is your own account: you will be logged out.")
         return lines
