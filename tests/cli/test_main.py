@@ -143,7 +143,9 @@ def test_users_create_lists_every_role_the_server_accepts() -> None:
     assert {"tenant-admin", "user", "verifier"} <= {role.value for role in Role}
 
     refused = runner.invoke(
-        app, ["users", "create", "x@acme.example", "--role", "owner", "--url", "http://127.0.0.1:9"]
+        app,
+        ["users", "create", "x@acme.example", "--role", "owner", "--url", "http://127.0.0.1:9"],
+        env={"COLUMNS": "200"},
     )
     assert refused.exit_code == 2
     assert "'tenant-admin', 'user', 'verifier'" in refused.output
@@ -291,3 +293,22 @@ def test_reset_password(env: dict[str, str]) -> None:
     assert "Generated password (shown once)" in result.stdout
     missing = _keyplane(env, "reset-password", "--tenant", "acme", "--email", "no@acme.example")
     assert missing.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["keys", "create", "x", "--expires-in-days", "0"], "must be at least 1."),
+        (["keys", "create", "x", "--expires-in-days", "soon"], "must be a whole number."),
+        (["audit", "list", "--limit", "-3"], "must be at least 0."),
+    ],
+)
+def test_bad_option_values_are_refused_in_keyplanes_words(
+    arguments: list[str], expected: str
+) -> None:
+    result = CliRunner().invoke(app, arguments, env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    option = next(argument for argument in arguments if argument.startswith("--"))
+    assert f"Invalid value for '{option}': {expected}" in output, output
+    assert "Input should" not in output

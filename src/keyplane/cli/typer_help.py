@@ -1,8 +1,13 @@
-"""Typer apps whose ``--help`` shows flags as flags.
+"""Typer apps whose ``--help`` shows flags as flags, and whose refusals of a bad option
+value are in Keyplane's words.
 
 Typer's rich help (0.29) fills the type column of every option, flags included, so that
 ``--yes <bool>`` reads as if the flag took a value; its plain help leaves that column empty
 for flags. A flag here gets an empty metavar, which the rich help shows in place of a type.
+
+Typer 0.29 converts option values with pydantic and passes pydantic's sentence on
+("Input should be greater than or equal to 1"); the rule is restated here with the same
+words as the API's validation errors (``keyplane.kit.problems``).
 Every ``keyplane`` command and group is made through ``KeyplaneTyper`` for this.
 """
 
@@ -12,7 +17,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
+from typer._click.exceptions import BadParameter
 from typer.core import TyperCommand, TyperGroup, TyperOption
+
+from keyplane.kit.problems import describe_problem
 
 _Function = TypeVar("_Function", bound=Callable[..., Any])
 
@@ -23,10 +32,25 @@ def _flags_take_no_value(params: Iterable[object]) -> None:
             param.metavar = ""
 
 
+def _in_keyplane_words(exc: BadParameter) -> None:
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError) and cause.errors():
+        exc.message = describe_problem(cause.errors()[0]) + "."
+
+
 class _FlagsCommand(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _flags_take_no_value(self.params)
+
+    # ``Any``: the context is of Typer's private copy of click, typer._click.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            parsed: list[str] = super().parse_args(ctx, args)
+        except BadParameter as exc:
+            _in_keyplane_words(exc)
+            raise
+        return parsed
 
     # The help option is made on demand. (``Any``: the context is of Typer's private copy of
     # click, typer._click.)
