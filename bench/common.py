@@ -737,11 +737,20 @@ class Load:
 
 
 async def run_wrk(
-    url: str, path: str, keys_file: Path, load: Load, *, mode: str = "random"
+    url: str,
+    path: str,
+    keys_file: Path,
+    load: Load,
+    *,
+    mode: str = "random",
+    method: str = "GET",
+    header: str = "ApiKey",
 ) -> WrkResult:
     """wrk against ``url + path`` with an ``ApiKey`` header per request from ``keys_file``:
     ``random`` picks one at random each time, ``sequential`` walks the file once per
-    thread-slice (every request a key not used before, until the file runs out)."""
+    thread-slice (every request a key not used before, until the file runs out).
+    ``method`` and ``header`` change the request's method and the header the line goes
+    into; a line ``value<TAB>body`` also sends ``body`` as JSON."""
     if not url.startswith(f"http://{HOST}:"):
         raise ValueError("load goes to 127.0.0.1 only")
     wrk = shutil.which("wrk")
@@ -764,6 +773,8 @@ async def run_wrk(
         path,
         mode,
         str(load.threads),
+        method,
+        header,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,

@@ -13,17 +13,34 @@ Every request carries a key picked at random from ``--distinct-keys`` seeded key
 ``/healthz`` requests carry the same header, so that both sides send the same bytes).
 Goal: authenticated rps at least 85 % of ``/healthz`` rps.
 
+``--compare`` (the verification plane's goals) measures instead, on PostgreSQL with
+``--keys`` keys and one worker each, under load over ``--distinct-keys`` keys and over one
+hot key: Keyplane's ``GET /healthz``, ``GET /v1/users/info`` (``ApiKey``) and
+``POST /v1/apiKeys/verify`` (a tenant admin's ``ApiKey``, body ``{"key": ...}`` with a key
+of the same tenant); a bare Starlette and a bare FastAPI route returning the same JSON; and
+djangorestframework-api-key's ``HasAPIKey`` on a DRF view over the same number of keys in
+PostgreSQL (see ``peers.py``: each in a venv of its own, built on the first run). Goals:
+users/info and verify each at least 8x the peer's rps, at least 85 % of ``/healthz``, at
+least 40 % of bare Starlette, and p99 over the many keys within 2x of the one-key p99.
+
     .venv/bin/python bench/throughput.py                    # the issue's sizes
     .venv/bin/python bench/throughput.py --keys 10000 --duration 3   # a quick check
+    .venv/bin/python bench/throughput.py --compare          # the verification plane's goals
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
+import httpx
+import peers
 from common import (
+    Database,
     Load,
     SeedPlan,
     Server,
@@ -34,6 +51,7 @@ from common import (
     log,
     machine_summary,
     migrate,
+    postgres_database,
     run,
     run_wrk,
     seed,
@@ -62,6 +80,25 @@ class Row:
 
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="Keyplane's users/info and verify against bare Starlette and FastAPI routes "
+        "and djangorestframework-api-key (PostgreSQL, 1 worker; --backends and --workers "
+        "are ignored)",
+    )
+    parser.add_argument(
+        "--peer-worker-class",
+        choices=peers.PEER_WORKER_CLASSES,
+        default="gthread",
+        help="--compare: gunicorn worker class for the peer",
+    )
+    parser.add_argument(
+        "--peer-threads",
+        type=int,
+        default=peers.PEER_THREADS,
+        help="--compare: gunicorn threads for the peer (gthread)",
+    )
     parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--keys", type=int, default=100_000, help="keys seeded")
@@ -94,11 +131,21 @@ class Measured:
     sent: int
 
 
-async def _measure(url: str, path: str, keys_file: Path, load: Load, warmup: Load) -> Measured:
-    warm = await run_wrk(url, path, keys_file, warmup)
-    result = await run_wrk(url, path, keys_file, load)
+async def _measure(
+    url: str,
+    path: str,
+    keys_file: Path,
+    load: Load,
+    warmup: Load,
+    *,
+    method: str = "GET",
+    header: str = "ApiKey",
+) -> Measured:
+    warm = await run_wrk(url, path, keys_file, warmup, method=method, header=header)
+    result = await run_wrk(url, path, keys_file, load, method=method, header=header)
     log(
-        f"  {path}: {result.rps:,.0f} rps, p50 {result.p50_ms:.2f} ms, "
+        f"  {method} {path} ({keys_file.name}): {result.rps:,.0f} rps, "
+        f"p50 {result.p50_ms:.2f} ms, "
         f"p99 {result.p99_ms:.2f} ms, failed {result.failed}"
     )
     if result.failed or warm.failed:
@@ -114,6 +161,9 @@ def _reads_per_request(before: int | None, after: int | None, measured: Measured
 
 async def main() -> None:
     args = _arguments()
+    if args.compare:
+        await compare(args)
+        return
     load = Load(args.duration, args.connections, args.threads)
     warmup = Load(args.warmup, args.connections, args.threads)
     rows: list[Row] = []
@@ -229,6 +279,249 @@ async def main() -> None:
             ],
         )
     )
+
+
+# --------------------------------------------------------------------------- --compare
+
+VERIFY = "/v1/apiKeys/verify"
+PEER_GOAL = 8.0  # users/info and verify rps, each at least this many times the peer's
+HEALTHZ_GOAL = 0.85  # ... and at least this share of Keyplane's /healthz rps
+STARLETTE_GOAL = 0.40  # ... and of a bare Starlette route's
+P99_GOAL = 2.0  # p99 over the many keys at most this many times the one-key p99
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    server: str
+    request: str
+    keys: str
+    result: WrkResult
+
+
+async def _keyplane_checks(url: str, key: str, verify_line: str) -> object:
+    """The requests measured answer as they should; returns users/info's JSON."""
+    verifier, body = verify_line.split("\t", 1)
+    async with httpx.AsyncClient(base_url=url) as http:
+        info = await http.get(AUTHENTICATED, headers={"ApiKey": key})
+        refused = await http.get(AUTHENTICATED)
+        verified = await http.post(
+            VERIFY,
+            content=body,
+            headers={"ApiKey": verifier, "Content-Type": "application/json"},
+        )
+    if info.status_code != 200 or refused.status_code != 401:
+        raise RuntimeError(f"users/info answered {info.status_code}, no key {refused.status_code}")
+    if verified.status_code != 200 or verified.json().get("valid") is not True:
+        raise RuntimeError(f"verify answered {verified.status_code} {verified.text[:300]}")
+    payload: object = info.json()
+    return payload
+
+
+async def _postgres_version(db: Database) -> str:
+    connection = await asyncpg.connect(db.url)
+    try:
+        version: str = await connection.fetchval("SHOW server_version")
+        return version.split()[0]
+    finally:
+        await connection.close()
+
+
+def _ratio_row(what: str, value: float, target: str, met: bool, fmt: str) -> list[str]:
+    shown = f"{value:.2f}x" if fmt == "x" else f"{value:.0%}"
+    return [what, shown, target, goal(met)]
+
+
+async def compare(args: argparse.Namespace) -> None:
+    load = Load(args.duration, args.connections, args.threads)
+    warmup = Load(args.warmup, args.connections, args.threads)
+    many = f"{args.distinct_keys:,}"
+    print(f"Machine: {machine_summary()}")
+    print(
+        f"Load generator: {wrk_version()}, {args.threads} thread(s), {args.connections} "
+        f"connections, {args.duration:g} s per run after {args.warmup:g} s of warm-up"
+    )
+    started = time.perf_counter()
+    starlette_venv = await peers.ensure_venv(
+        "bare-starlette", peers.keyplane_pins(peers.BARE_STARLETTE), constrained=True
+    )
+    fastapi_venv = await peers.ensure_venv(
+        "bare-fastapi", peers.keyplane_pins(peers.BARE_FASTAPI), constrained=True
+    )
+    peer_venv = await peers.ensure_venv("peer-drf", peers.PEER_PINS)
+    log(f"venvs ready in {time.perf_counter() - started:.0f} s")
+    cases: list[Case] = []
+    with workspace() as space:
+        async with postgres_database() as db:
+            postgres = await _postgres_version(db)
+            env = space.environment(db)
+            await migrate(env)
+            plan = SeedPlan(
+                tenants=args.tenants,
+                users=args.users,
+                keys=args.keys,
+                audit_events=0,
+                sample=args.distinct_keys,
+            )
+            seeded = await seed(db, plan, space.secret)
+            log(f"Keyplane: seeded {args.keys:,} keys in {seeded.seconds:.1f} s")
+            admins = {tenant.uid: tenant.admin_key.value for tenant in seeded.tenants}
+            keys_file = space.write_keys("keys.txt", [key.value for key in seeded.sample])
+            one_key_file = space.write_keys("key.txt", [seeded.sample[0].value])
+            verify_lines = [
+                f"{admins[key.tenant_uid]}\t{json.dumps({'key': key.value})}"
+                for key in seeded.sample
+            ]
+            verify_file = space.write_keys("verify.txt", verify_lines)
+            one_verify_file = space.write_keys("verify-1.txt", verify_lines[:1])
+            async with Server(env, space.root, workers=1) as server:
+                payload = await _keyplane_checks(
+                    server.url, seeded.sample[0].value, verify_lines[0]
+                )
+                for request, path, file, method, keys in (
+                    ("GET /healthz", UNAUTHENTICATED, keys_file, "GET", f"{many} (unused)"),
+                    ("GET /v1/users/info", AUTHENTICATED, keys_file, "GET", many),
+                    ("GET /v1/users/info", AUTHENTICATED, one_key_file, "GET", "1"),
+                    ("POST /v1/apiKeys/verify", VERIFY, verify_file, "POST", many),
+                    ("POST /v1/apiKeys/verify", VERIFY, one_verify_file, "POST", "1"),
+                ):
+                    measured = await _measure(server.url, path, file, load, warmup, method=method)
+                    cases.append(Case("Keyplane", request, keys, measured.result))
+        payload_file = peers.write_payload(space.root, payload)
+        for kind, venv, name in (
+            ("starlette", starlette_venv, "bare Starlette"),
+            ("fastapi", fastapi_venv, "bare FastAPI"),
+        ):
+            log(name)
+            headers = {"ApiKey": seeded.sample[0].value}
+            async with peers.bare_server(kind, venv, space.root, payload_file, headers) as bare:
+                measured = await _measure(bare.url, AUTHENTICATED, keys_file, load, warmup)
+                cases.append(
+                    Case(name, "GET /v1/users/info, no auth", f"{many} (unused)", measured.result)
+                )
+        async with postgres_database() as peer_db:
+            peer = await peers.prepare_peer(
+                peer_venv,
+                peer_db,
+                space.root,
+                payload_file,
+                keys=args.keys,
+                sample=args.distinct_keys,
+            )
+            log(f"peer: seeded {args.keys:,} keys in {peer.seed_seconds:.1f} s")
+            peer_keys = space.write_keys("peer-keys.txt", [f"Api-Key {k}" for k in peer.sample])
+            peer_one = space.write_keys("peer-key.txt", [f"Api-Key {peer.sample[0]}"])
+            async with peer.server(
+                space.root, worker_class=args.peer_worker_class, threads=args.peer_threads
+            ) as server:
+                await peers.check_peer(server.url, peer.sample[0])
+                for file, keys in ((peer_keys, many), (peer_one, "1")):
+                    measured = await _measure(
+                        server.url, AUTHENTICATED, file, load, warmup, header="Authorization"
+                    )
+                    cases.append(
+                        Case("DRF + HasAPIKey", "GET /v1/users/info", keys, measured.result)
+                    )
+    _report_comparison(
+        args,
+        cases,
+        postgres,
+        seeded.seconds,
+        peer.seed_seconds,
+        (starlette_venv, fastapi_venv, peer_venv),
+    )
+
+
+def _report_comparison(
+    args: argparse.Namespace,
+    cases: list[Case],
+    postgres: str,
+    keyplane_seed_seconds: float,
+    peer_seed_seconds: float,
+    venvs: tuple[peers.Venv, peers.Venv, peers.Venv],
+) -> None:
+    healthz, info, info_1, verify, verify_1, starlette, _fastapi, peer, _peer_1 = (
+        case.result for case in cases
+    )
+    starlette_venv, fastapi_venv, peer_venv = venvs
+    print()
+    print(
+        f"PostgreSQL {postgres}; {args.keys:,} keys in each database (Keyplane: seeded in "
+        f"{keyplane_seed_seconds:.1f} s; the peer: {peer_seed_seconds:.1f} s). One worker "
+        f"each, {args.connections} connections. Load over {args.distinct_keys:,} keys at "
+        "random, or one key (every request the same). Verify: the tenant admin's ApiKey of "
+        'the verified key\'s tenant, body {"key": ...}. Latencies in ms.'
+    )
+    print(f"- bare Starlette: {peers.frozen(starlette_venv, peers.BARE_STARLETTE)}")
+    print(f"- bare FastAPI: {peers.frozen(fastapi_venv, peers.BARE_FASTAPI)}")
+    print(
+        "- peer: "
+        + peers.frozen(
+            peer_venv,
+            (
+                "Django",
+                "djangorestframework",
+                "djangorestframework-api-key",
+                "psycopg",
+                "psycopg-binary",
+                "gunicorn",
+            ),
+        )
+        + f"; {peers.peer_serving(args.peer_worker_class, args.peer_threads)}"
+    )
+    print()
+    print(
+        table(
+            ["server", "request", "keys", "rps", "p50", "p90", "p99", "max"],
+            [
+                [
+                    case.server,
+                    case.request,
+                    case.keys,
+                    f"{case.result.rps:,.0f}",
+                    _ms(case.result.p50_ms),
+                    _ms(case.result.p90_ms),
+                    _ms(case.result.p99_ms),
+                    _ms(case.result.max_ms),
+                ]
+                for case in cases
+            ],
+        )
+    )
+    many = f"{args.distinct_keys:,} keys"
+    rows = []
+    for name, result, one in (("users/info", info, info_1), ("verify", verify, verify_1)):
+        rows += [
+            _ratio_row(
+                f"{name} rps / peer rps ({many} each)",
+                result.rps / peer.rps,
+                f">= {PEER_GOAL:g}x",
+                result.rps >= PEER_GOAL * peer.rps,
+                "x",
+            ),
+            _ratio_row(
+                f"{name} rps / Keyplane /healthz rps",
+                result.rps / healthz.rps,
+                f">= {HEALTHZ_GOAL:.0%}",
+                result.rps >= HEALTHZ_GOAL * healthz.rps,
+                "%",
+            ),
+            _ratio_row(
+                f"{name} rps / bare Starlette rps",
+                result.rps / starlette.rps,
+                f">= {STARLETTE_GOAL:.0%}",
+                result.rps >= STARLETTE_GOAL * starlette.rps,
+                "%",
+            ),
+            _ratio_row(
+                f"{name} p99, {many} / 1 key",
+                result.p99_ms / one.p99_ms,
+                f"<= {P99_GOAL:g}x",
+                result.p99_ms <= P99_GOAL * one.p99_ms,
+                "x",
+            ),
+        ]
+    print()
+    print(table(["goal", "measured", "target", "met"], rows))
 
 
 if __name__ == "__main__":

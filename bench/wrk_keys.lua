@@ -1,7 +1,11 @@
 -- wrk script: GET <path> with an ApiKey header taken from a file of key values.
 --
---   wrk ... -s bench/wrk_keys.lua http://127.0.0.1:PORT/PATH -- KEYS_FILE PATH MODE THREADS
+--   wrk ... -s bench/wrk_keys.lua http://127.0.0.1:PORT/PATH -- KEYS_FILE PATH MODE THREADS \
+--       [METHOD [HEADER]]
 --
+-- METHOD (default GET) and HEADER (default ApiKey) give each request's method and the
+-- header the line's value goes into. A line may hold a tab and then a body, sent with
+-- "Content-Type: application/json" (e.g. POST /v1/apiKeys/verify's {"key": ...}).
 -- MODE "random": each request uses a key picked at random from the file (many clients).
 -- MODE "sequential": thread i of THREADS uses keys i+1, i+1+THREADS, ... in order, so that
 -- every request carries a key not used before (until the file runs out, then it wraps).
@@ -19,10 +23,22 @@ function init(args)
   local keys_file, path = args[1], args[2]
   mode = args[3] or "random"
   local threads = tonumber(args[4] or "1")
+  local method = args[5] or "GET"
+  local header = args[6] or "ApiKey"
   requests = {}
   for line in io.lines(keys_file) do
     if #line > 0 then
-      requests[#requests + 1] = wrk.format("GET", path, { ApiKey = line })
+      local tab = string.find(line, "\t", 1, true)
+      local headers = {}
+      local body = nil
+      if tab then
+        headers[header] = string.sub(line, 1, tab - 1)
+        headers["Content-Type"] = "application/json"
+        body = string.sub(line, tab + 1)
+      else
+        headers[header] = line
+      end
+      requests[#requests + 1] = wrk.format(method, path, headers, body)
     end
   end
   count = #requests

@@ -31,6 +31,7 @@ TABLES = [
     "audit_events",
     "auth_sessions",
     "api_keys",
+    "cache_instances",
     "cache_invalidations",
     "login_lockouts",
     "resource_limits",

@@ -118,8 +118,11 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def server_process(settings: Settings, *, workers: int = 1) -> AsyncIterator[str]:
-    """``keyplane serve`` in its own process (or processes); yields its base URL."""
+async def server_process(
+    settings: Settings, *, workers: int = 1, environment: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """``keyplane serve`` in its own process (or processes); yields its base URL.
+    ``environment``: variables beyond the settings' own."""
     port = free_port()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # A file, not a pipe: nobody reads a pipe while the server runs, and a full one blocks it.
@@ -128,7 +131,7 @@ async def server_process(settings: Settings, *, workers: int = 1) -> AsyncIterat
         process = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "keyplane", "serve", "--port", str(port)],
             *["--workers", str(workers)],
-            env=settings_environment(settings),
+            env={**settings_environment(settings), **(environment or {})},
             stdout=asyncio.subprocess.DEVNULL,
             stderr=log,
             start_new_session=True,

@@ -35,6 +35,9 @@ from tests.users.helpers import Actor, login, make_user
 # Operations anyone may call: they take no credential, or the path carries it.
 PUBLIC = {
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    # Guarded by KEYPLANE_METRICS (address or its own token), not by a user's credential.
+    ("GET", "/metrics"),
     ("POST", "/v1/auth/authenticate"),
     ("GET", "/v1/auth/refresh/{token}"),
 }
@@ -368,6 +371,9 @@ NO_SUCH_UID = "0" * 24
 # 403 Forbidden where only tenant admins may act.
 ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("GET", "/healthz", (200, 200, 200)),
+    ("GET", "/readyz", (200, 200, 200)),
+    # Whatever the role: the sweep's client is not on this host (KEYPLANE_METRICS=loopback).
+    ("GET", "/metrics", (403, 403, 403)),
     ("POST", "/v1/auth/authenticate", (200, 200, 200)),
     ("GET", "/v1/auth/refresh/{token}", (200, 200, 200)),
     ("GET", "/v1/users/info", (200, 200, 200)),
@@ -502,6 +508,8 @@ async def test_every_operation_answers_each_role_as_the_permission_table_says(
         assert response.status_code == expected, f"{where}: {response.text}"
         if expected == 403:
             code = "VerifierNotAllowed" if role == "verifier" else "Forbidden"
+            if path == "/metrics":
+                code = "MetricsLoopbackOnly"
             assert response.json()["code"] == code, where
             assert await _stored(runtime) == before, f"{where} changed something"
             if "{uid}" in path:

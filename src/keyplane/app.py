@@ -31,10 +31,12 @@ from keyplane.kit.errors import ErrorBody, install_error_handlers
 from keyplane.kit.middleware import RequestContextMiddleware
 from keyplane.kit.migrations import current_revision, head_revision
 from keyplane.kit.routing import guard_fixed_paths
+from keyplane.observability.endpoints import install_observability
 from keyplane.runtime import Runtime, invalidation_listener
 from keyplane.settings import Settings
 from keyplane.tenants.endpoints import router as tenants_router
 from keyplane.users.endpoints import router as users_router
+from keyplane.verification_plane import VerificationPlane
 
 logger = logging.getLogger("keyplane")
 
@@ -82,11 +84,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings, engine)
         app.state.runtime = runtime
         app.state.sessionmaker = runtime.sessionmaker
+        # How long changes wait for every worker to confirm them (keyplane.kit.invalidation).
+        runtime.confirmations.observe = app.state.metrics.observe_confirmation_wait
         tasks = [
             asyncio.create_task(
                 runtime.last_used.run(runtime.sessionmaker, settings.last_used_flush_seconds)
             ),
             asyncio.create_task(invalidation_listener(runtime).run()),
+            asyncio.create_task(app.state.metrics.keep_current(runtime)),
         ]
         # Everything made so far (modules, the app, the runtime) lives as long as the
         # process: keep it out of the collector's full passes, which otherwise stall
@@ -123,7 +128,11 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (auth_router, api_keys_router, users_router, audit_router, tenants_router):
         app.include_router(router)
     app.include_router(console_router)
+    install_observability(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.fast_path_enabled:
+        # Added first, so it runs inside the request middleware (the last added is outermost).
+        app.add_middleware(VerificationPlane)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_body_bytes,

@@ -12,10 +12,15 @@ from keyplane.api_keys.last_used import LastUsedRecorder
 from keyplane.auth.key_cache import KeyCache
 from keyplane.kit.db import create_sessionmaker, is_sqlite, normalise_database_url
 from keyplane.kit.invalidation import (
+    CONFIRM,
     DELIVER,
+    Confirmations,
+    Lease,
+    Membership,
     PostgresListener,
     SqliteWatcher,
     install_local_delivery,
+    new_instance_id,
 )
 from keyplane.kit.keys import SecretHasher
 from keyplane.kit.passwords import PasswordHasher
@@ -33,6 +38,11 @@ class Runtime:
     last_used: LastUsedRecorder
     auth_failures: FailureLimiter
     key_cache: KeyCache
+    # This worker's lease on its key cache, and the wait of its changes for the other
+    # workers' (keyplane.kit.invalidation); both under one id, its cache_instances row.
+    instance_id: str
+    lease: Lease
+    confirmations: Confirmations
     # When this instance last cleared stale login-failure counts (see auth.throttling).
     login_failure_pruning: Periodic
 
@@ -45,10 +55,16 @@ class Runtime:
             negative_ttl_seconds=settings.key_cache_negative_ttl_seconds,
         )
         install_local_delivery()
+        instance_id = new_instance_id()
+        lease = Lease(settings.invalidation_lease_seconds)
+        key_cache.lease_valid = lease.valid
+        confirmations = Confirmations(engine, instance_id, settings.invalidation_lease_seconds)
         return cls(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine, {DELIVER: key_cache.apply}),
+            sessionmaker=create_sessionmaker(
+                engine, {DELIVER: key_cache.apply, CONFIRM: confirmations}
+            ),
             secret_hasher=SecretHasher(settings.load_secret_key()),
             password_hasher=PasswordHasher(
                 time_cost=settings.password_time_cost, memory_kib=settings.password_memory_kib
@@ -60,6 +76,9 @@ class Runtime:
                 report_interval=settings.auth_failure_report_interval_seconds,
             ),
             key_cache=key_cache,
+            instance_id=instance_id,
+            lease=lease,
+            confirmations=confirmations,
             login_failure_pruning=Periodic(60.0),
         )
 
@@ -70,15 +89,17 @@ def invalidation_listener(runtime: Runtime) -> PostgresListener | SqliteWatcher:
     url = normalise_database_url(settings.resolved_database_url)
 
     def set_healthy(healthy: bool) -> None:
+        cache.channel_healthy = healthy
         cache.set_enabled(healthy and settings.key_cache_enabled)
 
+    membership = Membership(runtime.instance_id, runtime.lease, cache.clear)
     if is_sqlite(url):
         assert url.database is not None
         return SqliteWatcher(
-            url.database, cache.apply, set_healthy, settings.invalidation_poll_seconds
+            url.database, cache.apply, set_healthy, membership, settings.invalidation_poll_seconds
         )
     return PostgresListener(
-        url, cache.apply, set_healthy, timeout_seconds=settings.database_timeout_seconds
+        url, cache.apply, set_healthy, membership, timeout_seconds=settings.database_timeout_seconds
     )
 
 

@@ -22,6 +22,14 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class MetricsAccess(StrEnum):
+    """Who may read ``GET /metrics``."""
+
+    OFF = "off"
+    LOOPBACK = "loopback"
+    TOKEN = "token"  # noqa: S105 (a mode, not a secret)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KEYPLANE_", extra="ignore", frozen=True)
 
@@ -53,6 +61,12 @@ class Settings(BaseSettings):
     key_cache_negative_size: int = Field(default=10_000, ge=1)
     key_cache_negative_ttl_seconds: float = Field(default=5.0, gt=0)
     invalidation_poll_seconds: float = Field(default=0.02, gt=0)
+    # Each worker's lease on its key cache (keyplane.kit.invalidation): a change waits at
+    # most about this long for a worker that does not confirm it (paused, cut off, dead).
+    invalidation_lease_seconds: float = Field(default=2.0, ge=0.2, le=60)
+    # The verification plane (keyplane.verification_plane): POST /v1/apiKeys/verify and
+    # GET /v1/users/info answered in front of FastAPI. Off, FastAPI answers them (the same).
+    fast_path_enabled: bool = True
 
     # argon2id cost; the defaults are the RFC 9106 "second recommended" profile.
     password_time_cost: int = Field(default=3, ge=1)
@@ -82,6 +96,11 @@ class Settings(BaseSettings):
     page_default_limit: int = Field(default=50, ge=1)
     page_max_limit: int = Field(default=1000, ge=1)
 
+    # GET /metrics: answered to nobody (404), to loopback clients only (the address as
+    # resolved through trusted proxies), or to a Bearer token from anywhere.
+    metrics: MetricsAccess = MetricsAccess.LOOPBACK
+    metrics_token: SecretStr = SecretStr("")
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: object) -> object:
@@ -98,6 +117,8 @@ class Settings(BaseSettings):
             raise ValueError("api_key_default_lifetime_days exceeds api_key_max_lifetime_days")
         if self.api_key_default_per_user_limit > self.api_key_max_per_user_limit:
             raise ValueError("api_key_default_per_user_limit exceeds api_key_max_per_user_limit")
+        if self.metrics is MetricsAccess.TOKEN:
+            _check_metrics_token(self.metrics_token.get_secret_value())
         secret = self.secret_key.get_secret_value()
         if secret:
             _check_secret(secret)
@@ -147,4 +168,13 @@ def _check_secret(secret: str) -> None:
         raise ValueError(
             f"KEYPLANE_SECRET_KEY must be a random string of at least {MIN_SECRET_LENGTH} "
             "characters, not a placeholder"
+        )
+
+
+def _check_metrics_token(token: str) -> None:
+    # Compared in constant time, but still guessable if short: the same bar as the secret.
+    if len(token) < MIN_SECRET_LENGTH or token.lower() in _PLACEHOLDER_SECRETS:
+        raise ValueError(
+            "KEYPLANE_METRICS=token needs KEYPLANE_METRICS_TOKEN: a random string of at least "
+            f"{MIN_SECRET_LENGTH} characters, which scrapers send as Authorization: Bearer <token>"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from keyplane.auth.key_cache import KeyCache, KeySnapshot
+from keyplane.auth.key_cache import MAX_REFRESHES, KeyCache, KeySnapshot
 from keyplane.kit.invalidation import Invalidation, InvalidationKind
 
 
@@ -174,3 +174,32 @@ def test_a_key_in_use_outlives_keys_not_used_since() -> None:
     cache.put(snapshot(4), cache.generation)
     assert cache.get("hash-1") is not None
     assert cache.get("hash-2") is None
+
+
+def test_an_entry_is_due_for_refresh_ahead_of_its_max_age_and_served_until_then() -> None:
+    clock = FakeClock()
+    cache = enabled_cache(clock, max_age_seconds=10.0)
+    cache.put(snapshot(1), cache.generation)
+    clock.now += 7.9
+    assert cache.get("hash-1") == snapshot(1)
+    assert not cache.refresh_due("hash-1")
+    clock.now += 0.2
+    assert cache.get("hash-1") == snapshot(1)
+    assert cache.refresh_due("hash-1")
+    # A refresh stores the entry again: due again only later.
+    cache.put(snapshot(1), cache.generation)
+    assert not cache.refresh_due("hash-1")
+    clock.now += 10.1
+    # Never past the max age, refreshed or not.
+    assert cache.get("hash-1") is None
+    assert not cache.refresh_due("hash-1")
+
+
+def test_one_refresh_per_key_and_a_few_at_a_time() -> None:
+    cache = enabled_cache(FakeClock())
+    assert cache.claim_refresh("hash-1")
+    assert not cache.claim_refresh("hash-1")
+    cache.release_refresh("hash-1")
+    assert cache.claim_refresh("hash-1")
+    others = [cache.claim_refresh(f"other-{n}") for n in range(MAX_REFRESHES + 5)]
+    assert others.count(True) == MAX_REFRESHES - 1

@@ -186,3 +186,57 @@ async def test_a_cached_entry_is_read_again_after_its_max_age(
                 assert time.monotonic() - changed_at < max_age + 0.5
                 await asyncio.sleep(0.02)
             assert (await info(http, key.value)).json()["code"] == "ApiKeyRevoked"
+
+
+async def test_a_cache_miss_is_one_statement_without_a_transaction_around_it(
+    http: httpx.AsyncClient, cached_runtime: Runtime, cast: World
+) -> None:
+    key = await make_api_key(http, cast.alice)
+    isolation: list[object] = []
+
+    def record(conn: Any, *_args: Any) -> None:
+        isolation.append(conn.get_execution_options().get("isolation_level"))
+
+    event.listen(cached_runtime.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        with database_statements(cached_runtime) as statements:
+            assert (await info(http, key.value)).status_code == 200
+    finally:
+        event.remove(cached_runtime.engine.sync_engine, "before_cursor_execute", record)
+    # No BEGIN before it (SQLite), and autocommit (PostgreSQL: asyncpg sends no BEGIN or
+    # COMMIT then).
+    assert len(statements) == 1
+    assert statements[0].lstrip().upper().startswith("SELECT")
+    if cached_runtime.engine.dialect.name == "postgresql":
+        assert isolation == ["AUTOCOMMIT"]
+
+
+async def test_a_busy_key_is_refreshed_ahead_of_its_max_age(
+    http: httpx.AsyncClient, cached_runtime: Runtime, cast: World
+) -> None:
+    """Served from the cache near its max age while a background read renews it: even a
+    change written behind Keyplane's back shows before the entry would have ended."""
+    cache = cached_runtime.key_cache
+    clock = [0.0]
+    cache._clock = lambda: clock[0]
+    key = await make_api_key(http, cast.alice)
+    assert (await info(http, key.value)).status_code == 200
+    async with transaction(cached_runtime.sessionmaker) as session:
+        await session.execute(update(ApiKey).where(ApiKey.uid == key.uid).values(is_active=False))
+    clock[0] = cache.max_age * 0.5
+    assert (await info(http, key.value)).status_code == 200
+    # Past the refresh point, still within the max age (which the clock never reaches).
+    clock[0] = cache.max_age * 0.9
+    with database_statements(cached_runtime) as statements:
+        assert (await info(http, key.value)).status_code == 200
+
+        async def refused() -> bool:
+            return (await info(http, key.value)).status_code == 401
+
+        deadline = time.monotonic() + 10
+        while not await refused():
+            assert time.monotonic() < deadline, "never refreshed"
+            await asyncio.sleep(0.02)
+    assert (await info(http, key.value)).json()["code"] == "ApiKeyRevoked"
+    # The refresh was one read, whatever the number of requests that found the entry due.
+    assert len(statements) == 1

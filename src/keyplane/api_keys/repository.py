@@ -73,23 +73,6 @@ def _counted(principal: Principal) -> Select[int]:
     return visible_only(select(func.count(ApiKey.uid)), principal)
 
 
-def visible_for_verification(principal: Principal) -> Select[ApiKey, User]:
-    """Verifiers check any key of their own tenant, and nothing of any other tenant."""
-    return (
-        select(ApiKey, User)
-        .join(User, User.uid == ApiKey.user_uid)
-        .where(ApiKey.tenant_uid == principal.tenant_uid)
-    )
-
-
-async def find_for_verification(
-    session: AsyncSession, principal: Principal, key_hash: str
-) -> tuple[ApiKey, User] | None:
-    statement = visible_for_verification(principal).where(ApiKey.key_hash == key_hash)
-    row = (await session.execute(statement)).first()
-    return None if row is None else (row[0], row[1])
-
-
 async def get_with_owner(
     session: AsyncSession, principal: Principal, uid: str, *, for_update: bool = False
 ) -> tuple[ApiKey, User] | None:

@@ -7,7 +7,7 @@ Responses add a few read-only fields Palette clients ignore: ``spec.user.emailId
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, Field, StrictBool
 
@@ -15,6 +15,9 @@ from keyplane.kit.pagination import ListResponse
 from keyplane.kit.schemas import ObjectMeta, PaletteModel, Rfc3339
 from keyplane.kit.validation import Description, Name
 from keyplane.models import ApiKey, User
+
+if TYPE_CHECKING:
+    from keyplane.api_keys.service import Verification
 
 EXPIRY_DESCRIPTION = "RFC 3339 time with an offset, in the future; omitted means 30 days."
 
@@ -117,6 +120,18 @@ class ApiKeyVerification(PaletteModel):
     user_uid: str | None = None
     tenant_uid: str | None = None
     expiry: Rfc3339 | None = None
+
+
+def verification_response(result: Verification) -> ApiKeyVerification:
+    key = result.key
+    return ApiKeyVerification(
+        valid=result.valid,
+        code=result.code.value,
+        key_uid=key.key_uid if key else None,
+        user_uid=key.user_uid if key else None,
+        tenant_uid=key.tenant_uid if key else None,
+        expiry=key.expires_at if key else None,
+    )
 
 
 class ApiKeyList(ListResponse):

@@ -14,10 +14,13 @@ from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
 from keyplane.auth import policy
+from keyplane.auth import service as auth
+from keyplane.auth.key_cache import KeySnapshot
 from keyplane.auth.principal import Principal
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, publish
-from keyplane.kit.keys import generate_api_key, is_well_formed_api_key, key_hint
+from keyplane.kit.key_refusals import MALFORMED, NOT_FOUND, KeyRefusal
+from keyplane.kit.keys import generate_api_key, key_hint
 from keyplane.kit.time import rfc3339, utcnow
 from keyplane.models import ApiKey, User
 from keyplane.runtime import Runtime
@@ -268,35 +271,30 @@ class VerificationCode(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Verification:
     code: VerificationCode
-    key: ApiKey | None = None
+    key: KeySnapshot | None = None
 
     @property
     def valid(self) -> bool:
         return self.code is VerificationCode.VALID
 
 
-async def verify_api_key(
-    session: AsyncSession, runtime: Runtime, principal: Principal, value: str
-) -> Verification:
-    """What a tenant's own service asks about a key its caller presented."""
+async def verify_api_key(runtime: Runtime, principal: Principal, value: str) -> Verification:
+    """What a tenant's own service asks about a key its caller presented. Decided by the
+    same lookup (the key cache, with its invalidation guarantees) and the same rule as a
+    key presented to Keyplane itself (``auth.service.key_verdict``)."""
     policy.require_key_verifier(principal)
-    if not is_well_formed_api_key(value):
-        return Verification(VerificationCode.MALFORMED)
-    found = await repository.find_for_verification(
-        session, principal, runtime.secret_hasher.hash(value)
-    )
-    if found is None:
-        return Verification(VerificationCode.NOT_FOUND)
-    key, owner = found
+    found = await auth.find_api_key(runtime, value.strip())
+    # Scoped here rather than in a query: the snapshot is shared by every tenant's lookups,
+    # and a key of another tenant must read exactly like one that does not exist.
+    if isinstance(found, KeyRefusal) or found.tenant_uid != principal.tenant_uid:
+        unknown = found if found is MALFORMED else NOT_FOUND
+        return Verification(VerificationCode(unknown.verify_code))
     now = utcnow()
-    if not key.is_active:
-        return Verification(VerificationCode.REVOKED, key)
-    if key.is_expired(now):
-        return Verification(VerificationCode.EXPIRED, key)
-    if not owner.is_active:
-        return Verification(VerificationCode.USER_INACTIVE, key)
-    runtime.last_used.record(key.uid, now)
-    return Verification(VerificationCode.VALID, key)
+    refusal = auth.key_verdict(found, now)
+    if refusal is not None:
+        return Verification(VerificationCode(refusal.verify_code), found)
+    runtime.last_used.record(found.key_uid, now)
+    return Verification(VerificationCode.VALID, found)
 
 
 async def revoke_api_key(session: AsyncSession, principal: Principal, uid: str) -> ApiKey:

@@ -12,7 +12,8 @@ from keyplane.auth.principal import Principal
 from keyplane.kit.client_address import client_address
 from keyplane.kit.db import transaction
 from keyplane.kit.errors import Unauthorized, ValidationFailed
-from keyplane.runtime import RuntimeDep
+from keyplane.kit.metrics import observe_authentication
+from keyplane.runtime import Runtime, RuntimeDep
 
 api_key_header = APIKeyHeader(
     name="ApiKey",
@@ -55,6 +56,20 @@ async def get_principal(
     api_key: Annotated[str | None, Security(api_key_header)],
     authorization: Annotated[str | None, Security(authorization_header)],
 ) -> Principal:
+    return await authenticate_request(request, runtime, api_key, authorization)
+
+
+async def request_credentials(request: Request) -> tuple[str | None, str | None]:
+    """The ApiKey and Authorization values exactly as the dependency above receives them,
+    for the verification plane, which answers without FastAPI's dependency solving."""
+    return await api_key_header(request), await authorization_header(request)
+
+
+async def authenticate_request(
+    request: Request, runtime: Runtime, api_key: str | None, authorization: str | None
+) -> Principal:
+    """The credential of a request, turned into its Principal: the one rule for every door
+    (FastAPI's dependency, the verification plane)."""
     # No request session here: a key found in the cache is checked without one, and the
     # few reads a miss needs run in short transactions of their own.
     _refuse_ambiguous_credentials(request)
@@ -78,6 +93,8 @@ async def get_principal(
         kind = "API key" if api_key is not None else "session token"
         await service.refuse_if_over_limit(None, runtime, address, kind, exc)
         raise
+    finally:
+        observe_authentication(request, "apiKey" if api_key is not None else "session")
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -5,7 +5,10 @@ Rules, each of them a reason an entry is not used:
   says "valid", it says what the database said.
 - Any change that can turn a key invalid invalidates it here and, through the channel, in
   every other worker and instance (``keyplane.kit.invalidation``).
-- An entry older than ``max_age`` is read again, even with a healthy channel.
+- An entry older than ``max_age`` is read again, even with a healthy channel. One read
+  again after ``REFRESH_AHEAD`` of that age is still served, and refreshed in the
+  background (one refresh per key, a few at a time), so that a busy key never makes a
+  request wait for the database at its max age.
 - While the channel is down the cache is off: every request reads through.
 - A read that overlaps an invalidation does not fill the cache (``generation``), so a
   snapshot taken before a revoke committed cannot outlive the revoke.
@@ -22,6 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from keyplane.kit.invalidation import Invalidation, InvalidationKind
+
+# The share of the max age after which a used entry is read again in the background.
+REFRESH_AHEAD = 0.8
+MAX_REFRESHES = 8
+
+
+def _unleased() -> bool:
+    """A cache without a lease (tests of the cache alone): only ``enabled`` decides."""
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +71,22 @@ class KeyCache:
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._by_key: dict[str, str] = {}
         self._by_user: dict[str, set[str]] = {}
+        self._refreshing: set[str] = set()
         self.generation = 0
         # Off until the invalidation channel reports itself connected.
         self.enabled = False
+        # And used only while this worker's lease on it is current (``kit.invalidation``):
+        # checked on every lookup, so a worker paused or cut off reads through.
+        self.lease_valid: Callable[[], bool] = _unleased
+        # Whether that channel is connected, whatever KEYPLANE_KEY_CACHE_ENABLED says
+        # (readiness reports it).
+        self.channel_healthy = False
+        # Read by scrapes of /metrics (keyplane.kit.metrics); never reset. Every get() is a
+        # hit or a miss; a miss that is_known_unknown() answers is also a negative hit.
+        self.hits = 0
+        self.misses = 0
+        self.negative_hits = 0
+        self.invalidations_applied = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,21 +96,45 @@ class KeyCache:
         return len(self._negative)
 
     def get(self, key_hash: str) -> KeySnapshot | None:
-        if not self.enabled:
+        if not self.enabled or not self.lease_valid():
+            self.misses += 1
             return None
         found = self._entries.get(key_hash)
         if found is None:
+            self.misses += 1
             return None
         snapshot, stored_at = found
         if self._clock() - stored_at > self.max_age:
             self._drop(key_hash)
+            self.misses += 1
             return None
         # Least recently used goes first when the cache is full: busy keys stay.
         self._entries.move_to_end(key_hash)
+        self.hits += 1
         return snapshot
 
+    def refresh_due(self, key_hash: str) -> bool:
+        """Whether a live entry is old enough to be read again ahead of its max age."""
+        found = self._entries.get(key_hash)
+        return found is not None and self._clock() - found[1] > self.max_age * REFRESH_AHEAD
+
+    def claim_refresh(self, key_hash: str) -> bool:
+        """True for the one caller that may refresh the entry now; ``release_refresh``
+        after. False while it is being refreshed, or while too many others are."""
+        if key_hash in self._refreshing or len(self._refreshing) >= MAX_REFRESHES:
+            return False
+        self._refreshing.add(key_hash)
+        return True
+
+    def release_refresh(self, key_hash: str) -> None:
+        self._refreshing.discard(key_hash)
+
+    def discard(self, key_hash: str) -> None:
+        """Forgets a key the database no longer has (always safe: it only drops)."""
+        self._drop(key_hash)
+
     def is_known_unknown(self, key_hash: str) -> bool:
-        if not self.enabled:
+        if not self.enabled or not self.lease_valid():
             return False
         stored_at = self._negative.get(key_hash)
         if stored_at is None:
@@ -93,6 +142,7 @@ class KeyCache:
         if self._clock() - stored_at > self.negative_ttl:
             del self._negative[key_hash]
             return False
+        self.negative_hits += 1
         return True
 
     def put(self, snapshot: KeySnapshot, generation: int) -> None:
@@ -117,6 +167,7 @@ class KeyCache:
     def apply(self, invalidations: Iterable[Invalidation]) -> None:
         self.generation += 1
         for invalidation in invalidations:
+            self.invalidations_applied += 1
             if invalidation.kind is InvalidationKind.KEY:
                 key_hash = self._by_key.get(invalidation.uid)
                 if key_hash is not None:

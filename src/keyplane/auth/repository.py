@@ -7,15 +7,18 @@ from datetime import datetime
 
 from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.models import ApiKey, AuthSession, LoginLockout, Tenant, User
 
 
-async def find_key_snapshot(session: AsyncSession, key_hash: str) -> KeySnapshot | None:
+async def find_key_snapshot(
+    connection: AsyncConnection | AsyncSession, key_hash: str
+) -> KeySnapshot | None:
     """What a decision on the key needs, as plain columns: no ORM objects to build on the
-    path every uncached request takes."""
+    path every uncached request takes. One statement, so it may run without a transaction
+    around it (``kit.db.single_read``)."""
     statement = (
         select(
             ApiKey.uid,
@@ -35,7 +38,7 @@ async def find_key_snapshot(session: AsyncSession, key_hash: str) -> KeySnapshot
         .join(Tenant, Tenant.uid == ApiKey.tenant_uid)
         .where(ApiKey.key_hash == key_hash)
     )
-    row = (await session.execute(statement)).first()
+    row = (await connection.execute(statement)).first()
     if row is None:
         return None
     (key_uid, stored_hash, tenant_uid, tenant_name, user_uid, email) = row[:6]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +17,7 @@ from keyplane.auth import repository, throttling
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.auth.principal import AuthMethod, Principal
 from keyplane.auth.throttling import Claimed, CredentialRefused
-from keyplane.kit.db import transaction
+from keyplane.kit.db import single_read, transaction
 from keyplane.kit.errors import RateLimited, Unauthorized, ValidationFailed
 from keyplane.kit.key_refusals import (
     EXPIRED,
@@ -23,6 +25,7 @@ from keyplane.kit.key_refusals import (
     NOT_FOUND,
     REVOKED,
     USER_INACTIVE,
+    KeyRefusal,
     expired_message,
 )
 from keyplane.kit.keys import (
@@ -33,6 +36,8 @@ from keyplane.kit.keys import (
 from keyplane.kit.time import rfc3339, utcnow
 from keyplane.models import AuthSession, Role, Tenant, User
 from keyplane.runtime import Runtime
+
+logger = logging.getLogger("keyplane.auth")
 
 INVALID_CREDENTIALS = "The email, organization or password is not right."
 
@@ -54,34 +59,51 @@ def principal_for(
     )
 
 
-async def authenticate_api_key(runtime: Runtime, value: str, client_address: str) -> Principal:
-    """Most calls end in the cache without touching the database; a miss reads it in a short
-    transaction of its own."""
+def key_verdict(snapshot: KeySnapshot, now: datetime) -> KeyRefusal | None:
+    """The one rule that turns what is known of a key into a verdict: None when it may be
+    used now, else why not. Every door (an ApiKey header, ``POST /v1/apiKeys/verify``)
+    decides through here, in this order: a revoked key says so even once it has expired."""
+    if not snapshot.key_active:
+        return REVOKED
+    # Against the clock on every request: a cached snapshot never outlives its expiry.
+    if snapshot.expires_at <= now:
+        return EXPIRED
+    if not snapshot.user_active:
+        return USER_INACTIVE
+    return None
+
+
+async def find_api_key(runtime: Runtime, value: str) -> KeySnapshot | KeyRefusal:
+    """The key a value names, or MALFORMED / NOT_FOUND. Most calls end in the cache without
+    touching the database; a miss reads it in one statement of its own."""
     # Checked before hashing or querying: a mistyped or random key costs nothing.
     if not is_well_formed_api_key(value):
-        raise Unauthorized(MALFORMED.message, code=MALFORMED.api_code)
+        return MALFORMED
     key_hash = runtime.secret_hasher.hash(value)
     snapshot = await _key_snapshot(runtime, key_hash)
     # The lookup was by hash; compare once more in constant time before trusting it.
     if snapshot is None or not hmac.compare_digest(snapshot.key_hash, key_hash):
-        raise Unauthorized(NOT_FOUND.message, code=NOT_FOUND.api_code)
+        return NOT_FOUND
+    return snapshot
+
+
+async def authenticate_api_key(runtime: Runtime, value: str, client_address: str) -> Principal:
+    found = await find_api_key(runtime, value)
+    if isinstance(found, KeyRefusal):
+        raise Unauthorized(found.message, code=found.api_code)
     now = utcnow()
-    refusal: tuple[str, str] | None = None
-    if not snapshot.key_active:
-        refusal = (REVOKED.message, REVOKED.api_code)
-    # Against the clock on every request: a cached snapshot never outlives its expiry.
-    elif snapshot.expires_at <= now:
-        refusal = (expired_message(rfc3339(snapshot.expires_at)), EXPIRED.api_code)
-    elif not snapshot.user_active:
-        refusal = (USER_INACTIVE.message, USER_INACTIVE.api_code)
+    refusal = key_verdict(found, now)
     if refusal is not None:
-        message, code = refusal
-        owner = _key_principal(snapshot, client_address)
-        raise CredentialRefused(
-            message, code=code, claimed=Claimed(owner, f"API key {snapshot.key_uid}")
+        message = (
+            expired_message(rfc3339(found.expires_at)) if refusal is EXPIRED else refusal.message
         )
-    runtime.last_used.record(snapshot.key_uid, now)
-    return _key_principal(snapshot, client_address)
+        raise CredentialRefused(
+            message,
+            code=refusal.api_code,
+            claimed=Claimed(_key_principal(found, client_address), f"API key {found.key_uid}"),
+        )
+    runtime.last_used.record(found.key_uid, now)
+    return _key_principal(found, client_address)
 
 
 def _key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
@@ -100,21 +122,57 @@ def _key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
 
 
 async def _key_snapshot(runtime: Runtime, key_hash: str) -> KeySnapshot | None:
-    """From the cache when it holds a fresh entry, else from the database (and cached)."""
+    """From the cache when it holds a fresh entry, else from the database (and cached).
+    An entry near its max age is still served, and read again in the background."""
     cache = runtime.key_cache
     cached = cache.get(key_hash)
     if cached is not None:
+        if cache.refresh_due(key_hash):
+            _refresh_in_background(runtime, key_hash)
         return cached
     if cache.is_known_unknown(key_hash):
         return None
+    return await _read_key_snapshot(runtime, key_hash)
+
+
+async def _read_key_snapshot(runtime: Runtime, key_hash: str) -> KeySnapshot | None:
+    cache = runtime.key_cache
+    # Taken before the read: an invalidation that lands while it runs bumps the generation,
+    # and the cache then refuses what this read saw.
     generation = cache.generation
-    async with transaction(runtime.sessionmaker, writes=False) as session:
-        snapshot = await repository.find_key_snapshot(session, key_hash)
+    async with single_read(runtime.engine) as connection:
+        snapshot = await repository.find_key_snapshot(connection, key_hash)
     if snapshot is None:
+        cache.discard(key_hash)
         cache.put_unknown(key_hash, generation)
         return None
     cache.put(snapshot, generation)
     return snapshot
+
+
+# Refreshes in flight, held so that they are not collected before they finish.
+_refreshes: set[asyncio.Task[None]] = set()
+
+
+def _refresh_in_background(runtime: Runtime, key_hash: str) -> None:
+    """One refresh per key at a time, and a few at most: past that the entry is simply
+    served until its max age, and then read by the request that finds it gone."""
+    cache = runtime.key_cache
+    if not cache.claim_refresh(key_hash):
+        return
+
+    async def refresh() -> None:
+        try:
+            await _read_key_snapshot(runtime, key_hash)
+        except Exception as exc:
+            # The entry still ends at its max age; a request then reads (and reports) it.
+            logger.info("key snapshot refresh failed: %s", type(exc).__name__)
+        finally:
+            cache.release_refresh(key_hash)
+
+    task = asyncio.get_running_loop().create_task(refresh())
+    _refreshes.add(task)
+    task.add_done_callback(_refreshes.discard)
 
 
 async def _valid_session(

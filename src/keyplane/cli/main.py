@@ -141,8 +141,12 @@ def serve(
         uvicorn.run(create_app(settings), **options)
         return
     # Workers are separate processes that build their app from the environment, which
-    # _settings has already given the --database-url.
-    uvicorn.run("keyplane.app:create_app_from_env", factory=True, workers=workers, **options)
+    # _settings has already given the --database-url; and, so that one scrape of /metrics
+    # sums them all, a directory of this run's own for their metrics.
+    from keyplane.kit.metrics import multiprocess_directory
+
+    with multiprocess_directory():
+        uvicorn.run("keyplane.app:create_app_from_env", factory=True, workers=workers, **options)
 
 
 def _url_host(host: str) -> str:

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -44,6 +45,12 @@ _CLIENT_TIMEOUT_MARGIN_SECONDS = 1.0
 # starts with BEGIN IMMEDIATE: it takes the write lock up front, so that a "read, check,
 # then write" rule (such as the per-user key limit) cannot interleave with another writer.
 _writes: contextvars.ContextVar[bool] = contextvars.ContextVar("keyplane_writes", default=True)
+# ``session.info`` key: zero-argument coroutine functions that ``transaction`` awaits after
+# the session's transaction has committed (never after a rollback).
+AFTER_COMMIT = "keyplane_after_commit"
+# Set while a ``single_read`` connection is in use: SQLite then runs its one statement
+# without BEGIN, as its own read transaction.
+_no_begin: contextvars.ContextVar[bool] = contextvars.ContextVar("keyplane_no_begin", default=False)
 
 
 class UnsupportedDatabase(ValueError):
@@ -131,6 +138,8 @@ def create_engine(raw_url: str, *, timeout_seconds: float | None = None) -> Asyn
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if _no_begin.get():
+            return
         connection.exec_driver_sql("BEGIN IMMEDIATE" if _writes.get() else "BEGIN")
 
     return engine
@@ -170,13 +179,54 @@ def create_sessionmaker(
 async def transaction(
     sessionmaker: async_sessionmaker[AsyncSession], *, writes: bool = True
 ) -> AsyncIterator[AsyncSession]:
-    """A session whose transaction commits when the block ends and rolls back on error."""
+    """A session whose transaction commits when the block ends and rolls back on error.
+
+    After the commit it runs the waits the transaction registered in ``AFTER_COMMIT``
+    (a change to cached keys waits for every instance to confirm it), so that a request
+    answers only once they are done."""
     token = _writes.set(writes)
     try:
-        async with sessionmaker() as session, session.begin():
-            yield session
+        async with sessionmaker() as session:
+            async with session.begin():
+                yield session
+            for wait in session.info.pop(AFTER_COMMIT, ()):
+                await wait()
     finally:
         _writes.reset(token)
+
+
+@asynccontextmanager
+async def begin(engine: AsyncEngine, *, writes: bool) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction of its own, outside any session; commits at the end."""
+    token = _writes.set(writes)
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    finally:
+        _writes.reset(token)
+
+
+@asynccontextmanager
+async def single_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for one read statement, sent without BEGIN or COMMIT around it:
+    one round trip instead of three on the hot path's cache miss. A single statement reads
+    one consistent snapshot anyway; anything that needs two statements to agree uses
+    ``transaction``. Waits stay bounded by the engine's timeouts, and errors are
+    SQLAlchemy's, so they reach the same 503s."""
+    if is_sqlite(engine.url):
+        # The engine's "begin" hook sends BEGIN itself (SQLite's driver is kept out of
+        # transaction control): skip it, and the statement is its own read transaction.
+        token = _no_begin.set(True)
+        try:
+            async with engine.connect() as connection:
+                yield connection
+        finally:
+            _no_begin.reset(token)
+        return
+    async with engine.connect() as connection:
+        # asyncpg in autocommit sends the statement alone; the pool restores the level.
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

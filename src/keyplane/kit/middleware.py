@@ -14,6 +14,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.kit.client_address import ClientAddressResolver
+from keyplane.kit.metrics import observe_request
 from keyplane.kit.text import escape_for_log, has_unstorable, unstorable_json_field
 
 access_logger = logging.getLogger("keyplane.access")
@@ -168,6 +169,7 @@ class RequestContextMiddleware:
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+            observe_request(scope, status_holder[0], started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Refusals that need no route, in the order a client would fix them; then the app."""

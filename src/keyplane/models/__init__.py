@@ -4,6 +4,7 @@ from keyplane.models.api_key import ApiKey, ApiKeyState
 from keyplane.models.audit_event import AuditEvent
 from keyplane.models.auth_session import AuthSession
 from keyplane.models.base import Base
+from keyplane.models.cache_instance import CacheInstance
 from keyplane.models.cache_invalidation import CacheInvalidation
 from keyplane.models.login_lockout import LoginLockout
 from keyplane.models.resource_limit import ResourceLimit
@@ -16,6 +17,7 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "CacheInstance",
     "CacheInvalidation",
     "LoginLockout",
     "ResourceLimit",

@@ -1,0 +1,167 @@
+"""The verification plane: the two requests a tenant's services send on every call of
+theirs, answered without FastAPI's routing and dependency solving.
+
+``POST /v1/apiKeys/verify`` and ``GET /v1/users/info`` are matched on
+their exact method and path; every other request, and these when served under a root path,
+goes on to the FastAPI app unchanged. The plane sits inside ``RequestContextMiddleware``,
+so a request reaches it only after the same refusals (a key in the query string, a body
+too large or too deep, unstorable characters) and leaves it with the same request id,
+security headers and access-log line.
+
+One rule, two doors: the plane does only what FastAPI would have done around the
+endpoint (read the body the way FastAPI reads it, authenticate with the same function as
+the ``CurrentPrincipal`` dependency, validate the body with the route's own model) and then
+calls the route's own endpoint function. Errors are rendered by the app's own exception
+handlers, so bodies, codes and headers are the same byte for byte. The routes stay
+registered with FastAPI, which still documents them (and serves them when
+``KEYPLANE_FAST_PATH_ENABLED`` is false). ``tests/test_verification_plane.py`` sends the
+same requests through both doors and compares the answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from email.message import Message as MimeHeader
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from keyplane.api_keys import endpoints as api_keys
+from keyplane.api_keys.schemas import ApiKeyVerify
+from keyplane.auth.dependencies import authenticate_request, request_credentials
+from keyplane.auth.principal import Principal
+from keyplane.runtime import Runtime
+from keyplane.users import endpoints as users
+
+Handler = Callable[[Request], Awaitable[BaseModel]]
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+_VERIFY_BODY: TypeAdapter[ApiKeyVerify] = TypeAdapter(ApiKeyVerify)
+
+
+class _Missing:
+    """No body at all (FastAPI's ``Undefined``): the body field is then "missing"."""
+
+
+_MISSING = _Missing()
+
+
+async def _principal(request: Request) -> tuple[Principal, Runtime]:
+    runtime: Runtime = request.app.state.runtime
+    api_key, authorization = await request_credentials(request)
+    return await authenticate_request(request, runtime, api_key, authorization), runtime
+
+
+async def _user_info(request: Request) -> BaseModel:
+    principal, _runtime = await _principal(request)
+    return await users.get_user_info(principal)
+
+
+async def _verify(request: Request) -> BaseModel:
+    # FastAPI's order: the body is read (and a JSON syntax error refused) before any
+    # dependency, the credential is checked next, and the body's fields are validated last.
+    body = await _read_json_body(request)
+    principal, runtime = await _principal(request)
+    return await api_keys.verify_api_key(_validated_verify(body), principal, runtime, request)
+
+
+async def _read_json_body(request: Request) -> Any:
+    """The body as FastAPI's request handler reads it for a JSON body field (strict
+    content type): parsed only when declared JSON, else the raw bytes."""
+    try:
+        body_bytes = await request.body()
+        if not body_bytes:
+            return _MISSING
+        content_type = request.headers.get("content-type")
+        if content_type:
+            header = MimeHeader()
+            header["content-type"] = content_type
+            subtype = header.get_content_subtype()
+            if header.get_content_maintype() == "application" and (
+                subtype == "json" or subtype.endswith("+json")
+            ):
+                return json.loads(body_bytes)
+        return body_bytes
+    except json.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", exc.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": exc.msg},
+                }
+            ],
+            body=exc.doc,
+        ) from exc
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
+
+
+def _validated_verify(body: Any) -> ApiKeyVerify:
+    if body is _MISSING:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        return _VERIFY_BODY.validate_python(body, from_attributes=True)
+    except ValidationError as exc:
+        errors = [
+            {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)
+        ]
+        raise RequestValidationError(errors, body=body) from None
+
+
+def _exception_handler(
+    handlers: Mapping[Any, ExceptionHandler], exc: Exception
+) -> ExceptionHandler | None:
+    """The handler FastAPI's exception middleware would pick. Anything it would not handle
+    (the catch-all for ``Exception``) is raised on, to the server-error middleware, as a
+    route's would be."""
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            return None
+        handler = handlers.get(cls)
+        if handler is not None:
+            return handler
+    return None
+
+
+class VerificationPlane:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes: dict[tuple[str, str], Handler] = {
+            ("POST", "/v1/apiKeys/verify"): _verify,
+            # Not HEAD: FastAPI answers it 405 here, and so does the plane, by passing it on.
+            ("GET", "/v1/users/info"): _user_info,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = (
+            self.routes.get((scope["method"], scope["path"]))
+            if scope["type"] == "http" and not scope.get("root_path")
+            else None
+        )
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            model = await handler(request)
+            # What FastAPI sends for a route's response model: Pydantic's own JSON.
+            response = Response(model.model_dump_json(by_alias=True), media_type="application/json")
+        except Exception as exc:
+            render = _exception_handler(request.app.exception_handlers, exc)
+            if render is None:
+                raise
+            response = await render(request, exc)
+        await response(scope, receive, send)
