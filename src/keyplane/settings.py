@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     # The in-process cache of verified keys (see keyplane.auth.key_cache).
     key_cache_enabled: bool = True
     key_cache_size: int = Field(default=100_000, ge=1)
-    key_cache_max_age_seconds: float = Field(default=5.0, gt=0)
+    # A backstop, not the revocation bound: every change is confirmed by every live worker
+    # before it answers (kit/invalidation.py). Longer means fewer re-reads of busy keys.
+    key_cache_max_age_seconds: float = Field(default=30.0, gt=0)
     key_cache_negative_size: int = Field(default=10_000, ge=1)
     key_cache_negative_ttl_seconds: float = Field(default=5.0, gt=0)
     invalidation_poll_seconds: float = Field(default=0.02, gt=0)

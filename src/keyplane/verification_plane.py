@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from email.message import Message as MimeHeader
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +35,7 @@ from keyplane.api_keys import endpoints as api_keys
 from keyplane.api_keys.schemas import ApiKeyVerify
 from keyplane.auth.dependencies import authenticate_request, request_credentials
 from keyplane.auth.principal import Principal
+from keyplane.kit.middleware import is_json_content_type
 from keyplane.runtime import Runtime
 from keyplane.users import endpoints as users
 
@@ -79,14 +79,8 @@ async def _read_json_body(request: Request) -> Any:
         if not body_bytes:
             return _MISSING
         content_type = request.headers.get("content-type")
-        if content_type:
-            header = MimeHeader()
-            header["content-type"] = content_type
-            subtype = header.get_content_subtype()
-            if header.get_content_maintype() == "application" and (
-                subtype == "json" or subtype.endswith("+json")
-            ):
-                return json.loads(body_bytes)
+        if content_type and is_json_content_type(content_type):
+            return json.loads(body_bytes)
         return body_bytes
     except json.JSONDecodeError as exc:
         raise RequestValidationError(

@@ -208,3 +208,9 @@ async def test_a_body_in_no_json_encoding_is_malformed(client: httpx.AsyncClient
         LOGIN, content=b'{"emailId": "\xff\xfe\xfa"}', headers={"Content-Type": "application/json"}
     )
     _assert_palette_error(response, 400, "MalformedJson")
+
+
+async def test_request_references_are_unique(client: httpx.AsyncClient) -> None:
+    refs = [(await client.get("/healthz")).headers["x-request-id"] for _ in range(200)]
+    assert len(set(refs)) == len(refs)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", ref) for ref in refs)

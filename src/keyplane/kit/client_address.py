@@ -13,6 +13,7 @@ proxy terminates TLS), so that the console's cookies are marked ``Secure``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
@@ -26,6 +27,8 @@ IPNetwork = IPv4Network | IPv6Network
 _STATE_KEY = "client_address"
 
 
+# Pure, and the same few peers come back on every request: cached, within a bound.
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """An IP address as proxies write it (``192.0.2.1``, ``192.0.2.1:4711``,
     ``[2001:db8::1]:4711``, ``"[2001:db8::1]"``); None for anything else."""

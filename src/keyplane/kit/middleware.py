@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import logging
 import re
@@ -46,6 +48,21 @@ _UNSTORABLE_MESSAGE = (
     "The request's {where} contains a character that cannot be stored: a NUL or an unpaired "
     "UTF-16 surrogate. Remove it and try again."
 )
+
+
+@functools.lru_cache(maxsize=256)
+def content_type_of(value: str) -> str:
+    """``type/subtype``, lowercased, as ``email.message`` (and so FastAPI) reads a
+    ``Content-Type`` header: parsed once per distinct header value, not per request."""
+    header = MimeHeader()
+    header["content-type"] = value
+    return header.get_content_type()
+
+
+def is_json_content_type(value: str) -> bool:
+    """``application/json`` or ``application/*+json``: what FastAPI parses as JSON."""
+    maintype, _, subtype = content_type_of(value).partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def decode_json_text(body: bytes) -> str | None:
@@ -129,12 +146,19 @@ class RequestContextMiddleware:
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.client_address = client_address or ClientAddressResolver()
+        # Request references must be unique, not secret: a random prefix per process and a
+        # counter, instead of a system call for fresh randomness on every request.
+        self._ref_prefix = secrets.token_hex(4)
+        self._ref_counter = itertools.count()
+
+    def _next_ref(self) -> str:
+        return f"{self._ref_prefix}{next(self._ref_counter) & 0xFFFFFFFF:08x}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = secrets.token_hex(8)
+        request_id = self._next_ref()
         scope.setdefault("state", {})["request_id"] = request_id
         address = self.client_address.remember(scope)
         started = time.perf_counter()
@@ -279,14 +303,10 @@ class RequestContextMiddleware:
             return None
         for name, value in scope.get("headers", []):
             if name == b"content-type":
-                header = MimeHeader()
-                header["content-type"] = value.decode("latin-1")
-                media_type = header.get_content_type()
-                subtype = header.get_content_subtype()
-                if header.get_content_maintype() == "application" and (
-                    subtype == "json" or subtype.endswith("+json")
-                ):
+                text = value.decode("latin-1")
+                if is_json_content_type(text):
                     return "json"
+                media_type = content_type_of(text)
                 return media_type if media_type in _FORM_TYPES else None
         return "json"
 
