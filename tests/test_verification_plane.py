@@ -321,11 +321,12 @@ async def test_the_failed_auth_limit_is_the_same_through_both_doors(
         ]
 
 
+# SQLite only: the file is taken away here; tests/auth/test_database_faults.py cuts
+# PostgreSQL's connection.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_an_unreachable_database_is_the_same_503_through_both_doors(
     database_url: str, tmp_path: Path
 ) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("on PostgreSQL, tests/auth/test_database_faults.py cuts the connection")
     async with both_doors(database_url, tmp_path, key_cache_enabled=False) as doors:
         world = await build_world(doors.fastapi, doors.runtime)
         key = await make_api_key(doors.fastapi, world.admin)
