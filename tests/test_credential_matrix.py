@@ -8,7 +8,8 @@ remembering to add it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -378,6 +379,7 @@ ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("GET", "/v1/auth/refresh/{token}", (200, 200, 200)),
     ("GET", "/v1/users/info", (200, 200, 200)),
     ("POST", "/v1/apiKeys/verify", (200, 403, 200)),
+    ("GET", "/v1/apiKeys/invalidations", (200, 403, 200)),
     ("GET", "/v1/apiKeys", (200, 200, 403)),
     ("POST", "/v1/apiKeys", (201, 201, 403)),
     ("GET", "/v1/apiKeys/{uid}", (200, 200, 403)),
@@ -396,6 +398,47 @@ ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("PATCH", "/v1/tenants/{tenantUid}/resourceLimits", (204, 403, 403)),
     ("POST", "/v1/auth/logout", (204, 204, 204)),
 ]
+
+
+FEED = "/v1/apiKeys/invalidations"
+
+
+async def _feed_opening(app: FastAPI, headers: dict[str, str]) -> httpx.Response:
+    """The status and first chunk of the invalidation feed, an endless stream that
+    httpx's ASGITransport would wait for to end: the app is called directly and told the
+    client left once the first chunk (``ready``, or the error body) is sent."""
+    status: list[int] = []
+    body = bytearray()
+    sent = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await sent.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+            sent.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": FEED,
+        "raw_path": FEED.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"keyplane.test")]
+        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("203.0.113.7", 40000),
+        "server": ("keyplane.test", 80),
+    }
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return httpx.Response(status[0], content=bytes(body))
 
 
 @dataclass
@@ -503,7 +546,10 @@ async def test_every_operation_answers_each_role_as_the_permission_table_says(
             token = (await _fresh_session(client, cell.actor))["Authorization"]
             concrete = path.replace("{token}", token)
         before = await _stored(runtime) if expected >= 400 else None
-        response = await client.request(method, concrete, json=body, headers=headers)
+        if path == FEED:
+            response = await _feed_opening(app, headers)
+        else:
+            response = await client.request(method, concrete, json=body, headers=headers)
         where = f"{role} by {kind}: {method} {path}"
         assert response.status_code == expected, f"{where}: {response.text}"
         if expected == 403:

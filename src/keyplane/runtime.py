@@ -22,6 +22,7 @@ from keyplane.kit.invalidation import (
     install_local_delivery,
     new_instance_id,
 )
+from keyplane.kit.invalidation_feed import InvalidationFeed
 from keyplane.kit.keys import SecretHasher
 from keyplane.kit.passwords import PasswordHasher
 from keyplane.kit.rate_limit import FailureLimiter, Periodic
@@ -43,6 +44,9 @@ class Runtime:
     instance_id: str
     lease: Lease
     confirmations: Confirmations
+    # This worker's open ``GET /v1/apiKeys/invalidations`` streams; every invalidation the
+    # worker applies goes through ``invalidation_feed.deliver`` to them and its key cache.
+    invalidation_feed: InvalidationFeed
     # When this instance last cleared stale login-failure counts (see auth.throttling).
     login_failure_pruning: Periodic
 
@@ -59,11 +63,12 @@ class Runtime:
         lease = Lease(settings.invalidation_lease_seconds)
         key_cache.lease_valid = lease.valid
         confirmations = Confirmations(engine, instance_id, settings.invalidation_lease_seconds)
+        invalidation_feed = InvalidationFeed(key_cache.apply, key_cache.tenant_of)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(
-                engine, {DELIVER: key_cache.apply, CONFIRM: confirmations}
+                engine, {DELIVER: invalidation_feed.deliver, CONFIRM: confirmations}
             ),
             secret_hasher=SecretHasher(settings.load_secret_key()),
             password_hasher=PasswordHasher(
@@ -79,27 +84,38 @@ class Runtime:
             instance_id=instance_id,
             lease=lease,
             confirmations=confirmations,
+            invalidation_feed=invalidation_feed,
             login_failure_pruning=Periodic(60.0),
         )
 
 
 def invalidation_listener(runtime: Runtime) -> PostgresListener | SqliteWatcher:
     """The background task that keeps this worker's key cache in step with the others."""
-    settings, cache = runtime.settings, runtime.key_cache
+    settings, cache, feed = runtime.settings, runtime.key_cache, runtime.invalidation_feed
     url = normalise_database_url(settings.resolved_database_url)
 
     def set_healthy(healthy: bool) -> None:
         cache.channel_healthy = healthy
         cache.set_enabled(healthy and settings.key_cache_enabled)
+        # Feeds that may miss invalidations from now on end (``resync``, then closed).
+        feed.set_healthy(healthy)
 
-    membership = Membership(runtime.instance_id, runtime.lease, cache.clear)
+    def forget() -> None:
+        cache.clear()
+        feed.resync()
+
+    membership = Membership(runtime.instance_id, runtime.lease, forget)
     if is_sqlite(url):
         assert url.database is not None
         return SqliteWatcher(
-            url.database, cache.apply, set_healthy, membership, settings.invalidation_poll_seconds
+            url.database, feed.deliver, set_healthy, membership, settings.invalidation_poll_seconds
         )
     return PostgresListener(
-        url, cache.apply, set_healthy, membership, timeout_seconds=settings.database_timeout_seconds
+        url,
+        feed.deliver,
+        set_healthy,
+        membership,
+        timeout_seconds=settings.database_timeout_seconds,
     )
 
 

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from keyplane.api_keys import service
 from keyplane.api_keys.repository import ApiKeyFilters
@@ -19,11 +23,13 @@ from keyplane.api_keys.schemas import (
     verification_response,
 )
 from keyplane.auth.dependencies import CurrentPrincipal
+from keyplane.auth.principal import Principal
 from keyplane.kit.db import DbSession
+from keyplane.kit.invalidation_feed import Subscription
 from keyplane.kit.metrics import observe_verification
 from keyplane.kit.pagination import PageRequest, list_meta, page_request, resolve_limit
 from keyplane.kit.time import utcnow
-from keyplane.runtime import RuntimeDep
+from keyplane.runtime import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/v1/apiKeys", tags=["apiKeys"])
 
@@ -89,6 +95,61 @@ async def verify_api_key(
     answer = verification_response(await service.verify_api_key(runtime, principal, body.key))
     observe_verification(request, answer.code)
     return answer
+
+
+# A comment line every so often: proxies keep the stream open, and a subscriber can tell a
+# quiet feed from a dead one.
+HEARTBEAT_SECONDS = 15.0
+
+
+def _sse(event: service.FeedEvent) -> bytes:
+    return f"event: {event.name}\ndata: {json.dumps(event.data)}\n\n".encode()
+
+
+async def _feed(
+    runtime: Runtime, principal: Principal, subscription: Subscription | None
+) -> AsyncIterator[bytes]:
+    if subscription is None:
+        # No "ready": a subscriber must not trust this feed; it asks verify and retries.
+        yield _sse(service.FeedEvent("resync", {}))
+        return
+    try:
+        yield _sse(service.FeedEvent("ready", {}))
+        while True:
+            try:
+                item = await asyncio.wait_for(subscription.queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            event = await service.invalidation_event(runtime, principal, subscription, item)
+            if event is not None:
+                yield _sse(event)
+                if event.last:
+                    return
+    finally:
+        runtime.invalidation_feed.unsubscribe(subscription)
+
+
+@router.get(
+    "/invalidations",
+    operation_id="v1ApiKeysInvalidations",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
+)
+async def api_key_invalidations(principal: CurrentPrincipal, runtime: RuntimeDep) -> Response:
+    """For a tenant's own services that cache verify's answers: a stream of server-sent
+    events naming the tenant's keys and users that changed. ``ready`` first (subscribed:
+    nothing is missed from here on); ``key`` ``{"keyUid"}`` and ``user`` ``{"userUid"}``:
+    drop answers about them; ``resync``: drop every answer (when the stream then closes,
+    ask verify every time until subscribed again). A comment every 15 s. Each event is
+    queued before the change it reports answers; it reaches the subscriber milliseconds
+    after. Authorised as verify is."""
+    subscription = service.subscribe_invalidations(runtime, principal)
+    return StreamingResponse(
+        _feed(runtime, principal, subscription),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/{uid}", response_model=ApiKeyRead, operation_id="v1ApiKeysUidGet")

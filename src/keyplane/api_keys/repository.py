@@ -139,3 +139,9 @@ async def name_taken(
         .where(ApiKey.user_uid == user_uid, ApiKey.name == name, ApiKey.uid != except_uid)
     )
     return (await session.scalar(statement.limit(1))) is not None
+
+
+async def tenant_of_key(session: AsyncSession, uid: str) -> str | None:
+    """Whose a key is, for the invalidation feed (not a read on a caller's behalf: the
+    feed tells only that tenant's subscribers)."""
+    return await session.scalar(select(ApiKey.tenant_uid).where(ApiKey.uid == uid))

@@ -178,6 +178,22 @@ class KeyCache:
             else:
                 self.clear()
 
+    def tenant_of(self, invalidation: Invalidation) -> str | None:
+        """The tenant of the key or user an invalidation names, if this cache holds one of
+        its snapshots (``None``: not known here)."""
+        if invalidation.kind is InvalidationKind.KEY:
+            key_hash = self._by_key.get(invalidation.uid)
+            hashes: Iterable[str] = () if key_hash is None else (key_hash,)
+        elif invalidation.kind is InvalidationKind.USER:
+            hashes = self._by_user.get(invalidation.uid, ())
+        else:
+            return None
+        for key_hash in hashes:
+            found = self._entries.get(key_hash)
+            if found is not None:
+                return found[0].tenant_uid
+        return None
+
     def clear(self) -> None:
         self.generation += 1
         self._entries.clear()

@@ -8,8 +8,9 @@ depends on whether the uid it names exists: it cannot probe for keys or users.
 |--------------|--------------------------------------------------------------------------|
 | tenant admin | everything in its tenant                                                 |
 | user         | its own keys; read itself                                                |
-| verifier     | ``POST /v1/apiKeys/verify``, ``GET /v1/users/info``, and its own session |
-|              | (log in, refresh, log out); nothing else                                 |
+| verifier     | ``POST /v1/apiKeys/verify``, ``GET /v1/apiKeys/invalidations``,          |
+|              | ``GET /v1/users/info``, and its own session (log in, refresh, log out);  |
+|              | nothing else                                                             |
 
 Finer rules (who owns what, admin-only operations) stay in the services that hold them.
 """
@@ -34,7 +35,7 @@ def require_account_access(principal: Principal) -> None:
 
 
 def require_key_verifier(principal: Principal) -> None:
-    """Verifying keys: tenant admins and verifiers."""
+    """Verifying keys, and following their invalidations: tenant admins and verifiers."""
     if principal.role not in {Role.TENANT_ADMIN, Role.VERIFIER}:
         raise Forbidden(
             "Verifying keys needs a tenant admin's or a verifier's key.", code="Forbidden"

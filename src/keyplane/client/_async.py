@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from types import TracebackType
@@ -195,6 +196,40 @@ class AsyncClient:
     async def verify_api_key(self, value: str) -> KeyVerification:
         """Ask whether a key presented to your service is valid (tenant admin or verifier)."""
         return await self._execute(calls.verify_api_key(value))
+
+    async def invalidation_events(
+        self, *, read_timeout: float = 40.0
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """``GET /v1/apiKeys/invalidations`` (tenant admin or verifier), as ``(event, data)``
+        pairs until the server closes the stream: ``ready``, ``key`` ``{"keyUid"}``, ``user``
+        ``{"userUid"}``, ``resync``. Heartbeats are not yielded, but a stream silent for
+        ``read_timeout`` seconds (the server sends one every 15 s) fails with
+        ``ConnectionFailed``, as does a lost connection."""
+        call = calls.invalidations()
+        await self._ensure_session()
+        timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
+        try:
+            async with self._http.stream(
+                call.method, call.path, headers=self._credentials.headers(), timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    calls.result(call, response)
+                name, data = "message", list[str]()
+                async for line in response.aiter_lines():
+                    if not line:
+                        if data:
+                            yield name, json.loads("\n".join(data))
+                        name, data = "message", []
+                    elif not line.startswith(":"):
+                        field, _, value = line.partition(":")
+                        value = value.removeprefix(" ")
+                        if field == "event":
+                            name = value
+                        elif field == "data":
+                            data.append(value)
+        except httpx.TransportError as error:
+            raise ConnectionFailed(f"Lost Keyplane's invalidation feed: {error!r}") from error
 
     def list_users(self) -> AsyncIterator[User]:
         return self._pages(calls.list_users_page)

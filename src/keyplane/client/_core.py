@@ -185,6 +185,10 @@ def verify_api_key(value: str) -> Call[KeyVerification]:
     )
 
 
+def invalidations() -> Call[None]:
+    return Call("GET", "/v1/apiKeys/invalidations", _nothing)
+
+
 def list_users_page(offset: int, limit: int = PAGE_SIZE) -> Call[Page[User]]:
     params = {"offset": offset, "limit": limit}
     return Call("GET", "/v1/users", _page_parser(User.from_api), params=params)

@@ -16,17 +16,35 @@ Each request's ``ApiKey`` header is checked with ``POST /v1/apiKeys/verify``. Po
 answers are cached for ``cache_seconds`` (default 1 second) and never past the key's
 expiry, so a revoked key stops working here within that time. Negative answers are not
 cached. If Keyplane cannot be asked, requests are refused with 503: never let in.
+
+With ``invalidation_feed=True`` (and a long ``cache_seconds``, say 300) a background task
+follows ``GET /v1/apiKeys/invalidations``: while subscribed (after its ``ready`` event)
+positive answers are kept for ``cache_seconds``, and each ``key``/``user`` event drops the
+answers it names, so a revoked key stops working here milliseconds after the revoke
+answered (the event is queued on Keyplane before the revoke answers; the network adds its
+delay). On ``resync`` every answer is dropped; on a lost or silent feed (no heartbeat for
+``feed_timeout_seconds``) or any error every answer is dropped and each request asks
+verify, caching nothing, until subscribed again (reconnecting with backoff). The task
+starts on the first request, or ``await auth.start()``; ``aclose()`` stops it.
+
+A feed can only tell what its Keyplane worker applied: if that worker is frozen (SIGSTOP,
+a stalled VM) the feed goes silent, and answers cached here may outlive a revoke until
+``feed_timeout_seconds`` notice the silence.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -79,16 +97,81 @@ class KeyplaneAuth:
         max_cache_entries: int = 10_000,
         exempt_paths: tuple[str, ...] = (),
         client: AsyncClient | None = None,
+        invalidation_feed: bool = False,
+        feed_timeout_seconds: float = 40.0,
     ) -> None:
         self.app = app
         self.cache_seconds = cache_seconds
         self.max_cache_entries = max_cache_entries
         self.exempt_paths = exempt_paths
+        self.invalidation_feed = invalidation_feed
+        self.feed_timeout_seconds = feed_timeout_seconds
         self._client = client or AsyncClient(url, api_key=verifier_key, max_retries=1)
         # Keyed by a hash of the key, so that no key value sits in this process's memory.
         self._cache: OrderedDict[str, tuple[KeyVerification, float]] = OrderedDict()
+        # Feed mode: whether the feed is subscribed (got ``ready``) right now, and a count
+        # moved by every event, so that an answer asked for before an event (it may predate
+        # the change the event reports) is not cached after it.
+        self.subscribed = False
+        self._generation = 0
+        self._feed_task: asyncio.Task[None] | None = None
+
+    @property
+    def cached_entries(self) -> int:
+        """How many positive answers are cached now."""
+        return len(self._cache)
+
+    async def start(self) -> None:
+        """Feed mode: start following the invalidation feed now rather than on the first
+        request."""
+        if self.invalidation_feed and self._feed_task is None:
+            self._feed_task = asyncio.create_task(self._follow_feed())
+
+    def _forget(self, matches: Callable[[KeyVerification], bool] | None = None) -> None:
+        self._generation += 1
+        if matches is None:
+            self._cache.clear()
+            return
+        for digest in [d for d, (found, _until) in self._cache.items() if matches(found)]:
+            del self._cache[digest]
+
+    def _on_event(self, name: str, data: dict[str, Any]) -> None:
+        key_uid, user_uid = data.get("keyUid"), data.get("userUid")
+        if name == "ready":
+            self._forget()
+            self.subscribed = True
+        elif name == "key" and isinstance(key_uid, str):
+            self._forget(lambda found: found.key_uid == key_uid)
+        elif name == "user" and isinstance(user_uid, str):
+            self._forget(lambda found: found.user_uid == user_uid)
+        else:
+            # resync, or anything not understood: drop everything rather than guess.
+            self._forget()
+
+    async def _follow_feed(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                async for name, data in self._client.invalidation_events(
+                    read_timeout=self.feed_timeout_seconds
+                ):
+                    self._on_event(name, data)
+                    if self.subscribed:
+                        backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("Keyplane's invalidation feed failed: %r", exc)
+            finally:
+                # Whatever was cached may miss what happens from now on.
+                self.subscribed = False
+                self._forget()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     async def verify(self, value: str) -> KeyVerification:
+        if self.invalidation_feed and self._feed_task is None:
+            await self.start()
         digest = hashlib.sha256(value.encode()).hexdigest()
         now = time.monotonic()
         cached = self._cache.get(digest)
@@ -96,6 +179,7 @@ class KeyplaneAuth:
             self._cache.move_to_end(digest)
             return cached[0]
         self._cache.pop(digest, None)
+        generation = self._generation
         try:
             verification = await self._client.verify_api_key(value)
         except KeyplaneError as exc:
@@ -103,7 +187,11 @@ class KeyplaneAuth:
             raise Refused(
                 503, "KeyplaneUnavailable", "Keys cannot be checked right now; try again shortly."
             ) from exc
-        if verification.valid:
+        # Feed mode caches only while subscribed, and nothing an event may have overtaken.
+        cacheable = not self.invalidation_feed or (
+            self.subscribed and generation == self._generation
+        )
+        if verification.valid and cacheable:
             lifetime = self.cache_seconds
             if verification.expires_at is not None:
                 remaining = (verification.expires_at - datetime.now(UTC)).total_seconds()
@@ -163,6 +251,11 @@ class KeyplaneAuth:
         await self.app(scope, receive, send)
 
     async def aclose(self) -> None:
+        task, self._feed_task = self._feed_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self._client.aclose()
 
 

@@ -68,3 +68,9 @@ async def lock_active_admin_uids(session: AsyncSession, principal: Principal) ->
         .with_for_update()
     )
     return [user.uid for user in (await session.scalars(statement)).all()]
+
+
+async def tenant_of_user(session: AsyncSession, uid: str) -> str | None:
+    """Whose a user is, for the invalidation feed (not a read on a caller's behalf: the
+    feed tells only that tenant's subscribers)."""
+    return await session.scalar(select(User.tenant_uid).where(User.uid == uid))
