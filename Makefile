@@ -59,12 +59,15 @@ fuzz: install
 soak: install
 	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
-# The four benchmarks at the issue's sizes (~10 min; needs wrk and PostgreSQL on 127.0.0.1:5432).
+# The benchmarks at the issues' sizes (~15 min; needs wrk and PostgreSQL on 127.0.0.1:5432;
+# the first run also builds the peers' virtual environments from PyPI).
 bench: install
 	$(BIN)/python bench/verify_cost.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/throughput.py --compare
 	$(BIN)/python bench/revocation.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/middleware.py
 
 # The same at small sizes, to check that they run (~3 min).
 bench-quick: install
@@ -72,6 +75,7 @@ bench-quick: install
 	$(BIN)/python bench/throughput.py --keys 10000 --users 100 --duration 3 --warmup 1
 	$(BIN)/python bench/revocation.py --rounds 20
 	$(BIN)/python bench/scale.py --keys 100000 --users 1000 --tenants 10 --cold-keys 20000 --duration 3 --warmup 1
+	$(BIN)/python bench/middleware.py --keys 200 --duration 3 --warmup 1 --rounds 10
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

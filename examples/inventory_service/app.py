@@ -44,6 +44,8 @@ def _from_environment() -> FastAPI:
             url=os.environ.get("KEYPLANE_URL"),
             verifier_key=os.environ["KEYPLANE_VERIFIER_KEY"],
             cache_seconds=float(os.environ.get("KEYPLANE_CACHE_SECONDS", "1")),
+            # Keep verified keys for cache_seconds, dropped as Keyplane's feed says they change.
+            invalidation_feed=os.environ.get("KEYPLANE_INVALIDATION_FEED", "0") == "1",
         )
     )
 
