@@ -562,6 +562,21 @@ async def seed(db: Database, plan: SeedPlan, secret: str) -> Seeded:
 # --------------------------------------------------------------------------- servers
 
 
+async def stop_process_group(process: asyncio.subprocess.Process, grace: float = 20) -> None:
+    """SIGTERM to the child's whole process group (workers included), SIGKILL after
+    ``grace`` seconds."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -632,17 +647,8 @@ class Server:
                 await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        if self.process is not None:
+            await stop_process_group(self.process)
 
     def rss_bytes(self) -> int:
         """Resident memory of the server's whole process tree (master and workers)."""

@@ -22,13 +22,9 @@ to that 401, and how many requests the service accepted after the 204.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +48,7 @@ from common import (
     table,
     workspace,
 )
+from peers import ProcessServer, ReadyCheck
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 ROUND_TIMEOUT_S = 5.0
@@ -79,10 +76,9 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-@contextlib.asynccontextmanager
-async def _service(
+def _service(
     space: Workspace, keyplane_url: str, verifier: SeededKey, *, feed: bool
-) -> AsyncIterator[str]:
+) -> ProcessServer:
     """The example service under uvicorn, as its own process group."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
@@ -95,49 +91,17 @@ async def _service(
             "PYTHONPATH": str(REPOSITORY),
         }
     )
-    log_path = space.root / f"service-{port}.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "examples.inventory_service.app:app",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--no-access-log",
-            env=env,
-            cwd=REPOSITORY,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=log_file,
-            start_new_session=True,
-        )
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        async with httpx.AsyncClient(base_url=url) as http:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                if process.returncode is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "the example service did not start:\n"
-                        + log_path.read_text(errors="replace")[-3000:]
-                    )
-                await asyncio.sleep(0.1)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+    command = [sys.executable, "-m", "uvicorn", "examples.inventory_service.app:app"]
+    command += ["--host", HOST, "--port", str(port), "--no-access-log"]
+    return ProcessServer(
+        "feed" if feed else "cache",
+        command,
+        port=port,
+        env=env,
+        cwd=REPOSITORY,
+        log_dir=space.root,
+        ready=ReadyCheck("/healthz", {}),
+    )
 
 
 async def _revocations(
@@ -201,7 +165,8 @@ async def main() -> None:
             async with Server(env, space.root) as keyplane:
                 for index, feed in enumerate((False, True)):
                     outcome = Outcome("feed, cache 300 s" if feed else "cache 1 s")
-                    async with _service(space, keyplane.url, admin, feed=feed) as url:
+                    async with _service(space, keyplane.url, admin, feed=feed) as service:
+                        url = service.url
                         log(f"{outcome.mode}: {url}")
                         await run_wrk(url, "/items", keys_file, Load(args.warmup, args.connections))
                         result = await run_wrk(

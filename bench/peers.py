@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from common import BENCH_DIR, HOST, Database, free_port, log
+from common import BENCH_DIR, HOST, Database, free_port, log, stop_process_group
 
 VENV_ROOT = BENCH_DIR.parent / "build" / "bench-venvs"
 CONSTRAINTS = BENCH_DIR.parent / "constraints.txt"
@@ -180,17 +180,8 @@ class ProcessServer:
                 await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 20)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        if self.process is not None:
+            await stop_process_group(self.process)
 
 
 # --------------------------------------------------------------------------- venvs

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -53,3 +54,23 @@ async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None
     while not condition():
         assert time.monotonic() < deadline, f"not reached within {within} s"
         await asyncio.sleep(0.01)
+
+
+def http_scope(method: str, path: str, headers: Mapping[str, str]) -> dict[str, Any]:
+    """An ASGI request scope, for calling the app directly where httpx's ASGITransport would
+    wait for a streaming response's end (the invalidation feed never ends)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"keyplane.test")]
+        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
+        "client": ("203.0.113.7", 40000),
+        "server": ("keyplane.test", 80),
+    }

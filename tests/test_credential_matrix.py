@@ -29,7 +29,7 @@ from keyplane.runtime import Runtime
 from keyplane.settings import Settings
 from tests.api_keys.helpers import backdate_expiry, make_api_key
 from tests.conftest import make_settings
-from tests.helpers import World
+from tests.helpers import World, http_scope
 from tests.matrix import count
 from tests.users.helpers import Actor, login, make_user
 
@@ -422,21 +422,7 @@ async def _feed_opening(app: FastAPI, headers: dict[str, str]) -> httpx.Response
             body.extend(message.get("body", b""))
             sent.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": FEED,
-        "raw_path": FEED.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"keyplane.test")]
-        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "client": ("203.0.113.7", 40000),
-        "server": ("keyplane.test", 80),
-    }
+    scope = http_scope("GET", FEED, headers)
     await asyncio.wait_for(app(scope, receive, send), 10)
     return httpx.Response(status[0], content=bytes(body))
 

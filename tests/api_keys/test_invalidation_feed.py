@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from keyplane.runtime import Runtime
-from tests.helpers import World
+from tests.helpers import World, http_scope
 
 FEED = "/v1/apiKeys/invalidations"
 
@@ -34,21 +34,7 @@ async def _open(
         elif message["type"] == "http.response.body" and message.get("body"):
             await chunks.put(message["body"])
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": FEED,
-        "raw_path": FEED.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"keyplane.test")]
-        + [(name.lower().encode(), value.encode()) for name, value in headers.items()],
-        "client": ("203.0.113.7", 40000),
-        "server": ("keyplane.test", 80),
-    }
+    scope = http_scope("GET", FEED, headers)
     return asyncio.create_task(app(scope, receive, send)), chunks
 
 
