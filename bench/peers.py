@@ -267,7 +267,8 @@ def frozen(venv: Venv, names: Sequence[str]) -> str:
 
 
 _BARE_STARLETTE_APP = '''\
-"""Bare Starlette: one route, the JSON of Keyplane's /v1/users/info, no authentication."""
+"""Bare Starlette: the JSON of Keyplane's /v1/users/info, no authentication; and a POST
+route that reads and parses a JSON body first (what verify's transport costs)."""
 import json
 import os
 from pathlib import Path
@@ -284,7 +285,17 @@ async def info(request: Request) -> JSONResponse:
     return JSONResponse(PAYLOAD)
 
 
-app = Starlette(routes=[Route("/v1/users/info", info)])
+async def verify(request: Request) -> JSONResponse:
+    json.loads(await request.body())
+    return JSONResponse(PAYLOAD)
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/users/info", info),
+        Route("/v1/apiKeys/verify", verify, methods=["POST"]),
+    ]
+)
 '''
 
 _BARE_FASTAPI_APP = '''\

@@ -387,6 +387,7 @@ async def compare(args: argparse.Namespace) -> None:
                     measured = await _measure(server.url, path, file, load, warmup, method=method)
                     cases.append(Case("Keyplane", request, keys, measured.result))
         payload_file = peers.write_payload(space.root, payload)
+        bare_post: Case | None = None
         for kind, venv, name in (
             ("starlette", starlette_venv, "bare Starlette"),
             ("fastapi", fastapi_venv, "bare FastAPI"),
@@ -398,6 +399,16 @@ async def compare(args: argparse.Namespace) -> None:
                 cases.append(
                     Case(name, "GET /v1/users/info, no auth", f"{many} (unused)", measured.result)
                 )
+                if kind == "starlette":
+                    # Not a goal's baseline: what reading a POST body costs the bare route.
+                    measured = await _measure(
+                        bare.url, VERIFY, verify_file, load, warmup, method="POST"
+                    )
+                    bare_post = Case(
+                        name, "POST, reads the JSON body, no auth", f"{many}", measured.result
+                    )
+        assert bare_post is not None
+        cases.append(bare_post)
         async with postgres_database() as peer_db:
             peer = await peers.prepare_peer(
                 peer_venv,
@@ -439,7 +450,7 @@ def _report_comparison(
     peer_seed_seconds: float,
     venvs: tuple[peers.Venv, peers.Venv, peers.Venv],
 ) -> None:
-    healthz, info, info_1, verify, verify_1, starlette, _fastapi, peer, _peer_1 = (
+    healthz, info, info_1, verify, verify_1, starlette, _fastapi, starlette_post, peer, _ = (
         case.result for case in cases
     )
     starlette_venv, fastapi_venv, peer_venv = venvs
@@ -522,6 +533,12 @@ def _report_comparison(
         ]
     print()
     print(table(["goal", "measured", "target", "met"], rows))
+    print()
+    print(
+        f"Context, not a goal: bare Starlette answers a POST that reads its JSON body at "
+        f"{starlette_post.rps / starlette.rps:.0%} of its GET rate; verify runs at "
+        f"{verify.rps / starlette_post.rps:.0%} of that POST route."
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ from keyplane.settings import Settings
 class Runtime:
     settings: Settings
     engine: AsyncEngine
+    # For the hot path's one-statement reads (``kit.db.single_read``): on PostgreSQL a pool
+    # of its own without the liveness ping, which would double each read's round trips.
+    read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     secret_hasher: SecretHasher
     password_hasher: PasswordHasher
@@ -51,7 +54,9 @@ class Runtime:
     login_failure_pruning: Periodic
 
     @classmethod
-    def build(cls, settings: Settings, engine: AsyncEngine) -> Runtime:
+    def build(
+        cls, settings: Settings, engine: AsyncEngine, read_engine: AsyncEngine | None = None
+    ) -> Runtime:
         key_cache = KeyCache(
             max_entries=settings.key_cache_size,
             max_age_seconds=settings.key_cache_max_age_seconds,
@@ -67,6 +72,7 @@ class Runtime:
         return cls(
             settings=settings,
             engine=engine,
+            read_engine=read_engine or engine,
             sessionmaker=create_sessionmaker(
                 engine, {DELIVER: invalidation_feed.deliver, CONFIRM: confirmations}
             ),

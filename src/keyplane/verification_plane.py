@@ -3,10 +3,12 @@ theirs, answered without FastAPI's routing and dependency solving.
 
 ``POST /v1/apiKeys/verify`` and ``GET /v1/users/info`` are matched on
 their exact method and path; every other request, and these when served under a root path,
-goes on to the FastAPI app unchanged. The plane sits inside ``RequestContextMiddleware``,
-so a request reaches it only after the same refusals (a key in the query string, a body
-too large or too deep, unstorable characters) and leaves it with the same request id,
-security headers and access-log line.
+goes on to the FastAPI app unchanged. The plane sits inside ``RequestContextMiddleware``
+and in front of FastAPI's whole middleware stack (``keyplane.app.KeyplaneApp``), so a
+request reaches it only after the same refusals (a key in the query string, a body too
+large or too deep, unstorable characters) and leaves it with the same request id, security
+headers and access-log line, without passing FastAPI's server-error, telemetry and
+body-limit layers on the way.
 
 One rule, two doors: the plane does only what FastAPI would have done around the
 endpoint (read the body the way FastAPI reads it, authenticate with the same function as
@@ -27,22 +29,24 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyplane.api_keys import endpoints as api_keys
-from keyplane.api_keys.schemas import ApiKeyVerify
+from keyplane.api_keys.schemas import ApiKeyVerify, verification_json
 from keyplane.auth.dependencies import authenticate_request, request_credentials
 from keyplane.auth.principal import Principal
 from keyplane.kit.middleware import is_json_content_type
 from keyplane.runtime import Runtime
 from keyplane.users import endpoints as users
 
-Handler = Callable[[Request], Awaitable[BaseModel]]
+# A handler answers with the JSON body of a 200.
+Handler = Callable[[Request], Awaitable[bytes]]
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 _VERIFY_BODY: TypeAdapter[ApiKeyVerify] = TypeAdapter(ApiKeyVerify)
+_JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
 class _Missing:
@@ -54,28 +58,34 @@ _MISSING = _Missing()
 
 async def _principal(request: Request) -> tuple[Principal, Runtime]:
     runtime: Runtime = request.app.state.runtime
-    api_key, authorization = await request_credentials(request)
+    api_key, authorization = request_credentials(request)
     return await authenticate_request(request, runtime, api_key, authorization), runtime
 
 
-async def _user_info(request: Request) -> BaseModel:
+def _json(model: BaseModel) -> bytes:
+    # What FastAPI sends for a route's response model: Pydantic's own JSON.
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
+
+
+async def _user_info(request: Request) -> bytes:
     principal, _runtime = await _principal(request)
-    return await users.get_user_info(principal)
+    return _json(await users.get_user_info(principal))
 
 
-async def _verify(request: Request) -> BaseModel:
+async def _verify(request: Request) -> bytes:
     # FastAPI's order: the body is read (and a JSON syntax error refused) before any
     # dependency, the credential is checked next, and the body's fields are validated last.
     body = await _read_json_body(request)
     principal, runtime = await _principal(request)
-    return await api_keys.verify_api_key(_validated_verify(body), principal, runtime, request)
+    verify = _validated_verify(body)
+    return verification_json(await api_keys.verification_of(verify, principal, runtime, request))
 
 
 async def _read_json_body(request: Request) -> Any:
     """The body as FastAPI's request handler reads it for a JSON body field (strict
     content type): parsed only when declared JSON, else the raw bytes."""
     try:
-        body_bytes = await request.body()
+        body_bytes = await _body(request)
         if not body_bytes:
             return _MISSING
         content_type = request.headers.get("content-type")
@@ -101,6 +111,22 @@ async def _read_json_body(request: Request) -> Any:
         raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
 
 
+async def _body(request: Request) -> bytes:
+    """The whole body, read as Starlette's ``Request.body`` reads it (and kept there for
+    any later reader), without its stream generator: the request middleware has already
+    read it and hands it over in one message."""
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = request._body = b"".join(chunks)
+    return body
+
+
 def _validated_verify(body: Any) -> ApiKeyVerify:
     if body is _MISSING:
         raise RequestValidationError(
@@ -118,12 +144,9 @@ def _validated_verify(body: Any) -> ApiKeyVerify:
 def _exception_handler(
     handlers: Mapping[Any, ExceptionHandler], exc: Exception
 ) -> ExceptionHandler | None:
-    """The handler FastAPI's exception middleware would pick. Anything it would not handle
-    (the catch-all for ``Exception``) is raised on, to the server-error middleware, as a
-    route's would be."""
+    """The handler FastAPI would pick: the exception middleware's by class, else the
+    catch-all for ``Exception`` that its server-error middleware uses."""
     for cls in type(exc).__mro__:
-        if cls is Exception:
-            return None
         handler = handlers.get(cls)
         if handler is not None:
             return handler
@@ -142,7 +165,7 @@ class VerificationPlane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = (
             self.routes.get((scope["method"], scope["path"]))
-            if scope["type"] == "http" and not scope.get("root_path")
+            if not scope.get("root_path")
             else None
         )
         if handler is None:
@@ -150,12 +173,19 @@ class VerificationPlane:
             return
         request = Request(scope, receive)
         try:
-            model = await handler(request)
-            # What FastAPI sends for a route's response model: Pydantic's own JSON.
-            response = Response(model.model_dump_json(by_alias=True), media_type="application/json")
+            body = await handler(request)
         except Exception as exc:
             render = _exception_handler(request.app.exception_handlers, exc)
             if render is None:
                 raise
-            response = await render(request, exc)
-        await response(scope, receive, send)
+            await (await render(request, exc))(scope, receive, send)
+            return
+        # The headers of Starlette's ``Response`` for a JSON body.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(body)), _JSON_CONTENT_TYPE],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

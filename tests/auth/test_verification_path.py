@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -72,11 +73,14 @@ def database_statements(runtime: Runtime) -> Iterator[list[str]]:
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
-    event.listen(runtime.engine.sync_engine, "before_cursor_execute", record)
+    engines = {runtime.engine.sync_engine, runtime.read_engine.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(runtime.engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 async def info(http: httpx.AsyncClient, key: str) -> httpx.Response:
@@ -197,12 +201,12 @@ async def test_a_cache_miss_is_one_statement_without_a_transaction_around_it(
     def record(conn: Any, *_args: Any) -> None:
         isolation.append(conn.get_execution_options().get("isolation_level"))
 
-    event.listen(cached_runtime.engine.sync_engine, "before_cursor_execute", record)
+    event.listen(cached_runtime.read_engine.sync_engine, "before_cursor_execute", record)
     try:
         with database_statements(cached_runtime) as statements:
             assert (await info(http, key.value)).status_code == 200
     finally:
-        event.remove(cached_runtime.engine.sync_engine, "before_cursor_execute", record)
+        event.remove(cached_runtime.read_engine.sync_engine, "before_cursor_execute", record)
     # No BEGIN before it (SQLite), and autocommit (PostgreSQL: asyncpg sends no BEGIN or
     # COMMIT then).
     assert len(statements) == 1
@@ -240,3 +244,29 @@ async def test_a_busy_key_is_refreshed_ahead_of_its_max_age(
     assert (await info(http, key.value)).json()["code"] == "ApiKeyRevoked"
     # The refresh was one read, whatever the number of requests that found the entry due.
     assert len(statements) == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_cache_miss_survives_a_pooled_connection_the_database_dropped(
+    http: httpx.AsyncClient, cached_runtime: Runtime, cast: World, database_url: str
+) -> None:
+    """The hot path's reads skip the pool's liveness ping (a round trip per read): a
+    connection the server has closed since is replaced and the read sent again, once."""
+    assert cached_runtime.read_engine is not cached_runtime.engine
+    assert cached_runtime.read_engine.pool._pre_ping is False
+    first = await make_api_key(http, cast.alice)
+    assert (await info(http, first.value)).status_code == 200
+    connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        # Every backend of this database but this one: the pooled read connection included.
+        terminated = await connection.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    assert terminated >= 1
+    second = await make_api_key(http, cast.alice, "second")
+    cached_runtime.key_cache.discard(cached_runtime.secret_hasher.hash(second.value))
+    response = await info(http, second.value)
+    assert response.status_code == 200, response.text

@@ -77,8 +77,14 @@ async def test_counters_move_with_real_requests(
             "/v1/apiKeys/verify", json={"key": key}, headers=verifier.headers
         )
         assert answer.status_code == 200
-    unknown = await client.get("/v1/users/info", headers={"ApiKey": generate_api_key()})
-    assert unknown.json()["code"] == "ApiKeyInvalid"
+    # A read that overlaps an invalidation being applied (the revoke's, coming back through
+    # the database) is not cached: ask again until the negative entry is there.
+    unknown_key, unknown_sent = generate_api_key(), 0
+    while not runtime.key_cache.negative_size:
+        assert unknown_sent < 50
+        unknown = await client.get("/v1/users/info", headers={"ApiKey": unknown_key})
+        assert unknown.json()["code"] == "ApiKeyInvalid"
+        unknown_sent += 1
     # A pooled connection held while the scrape comes shows in the pool gauge.
     async with runtime.engine.connect():
         after = await scrape(loopback)
@@ -88,11 +94,11 @@ async def test_counters_move_with_real_requests(
 
     assert moved(AUTH, method="apiKey", outcome="ok") == 4  # two infos, two verifies
     assert moved(AUTH, method="apiKey", outcome="ApiKeyRevoked") == 1
-    assert moved(AUTH, method="apiKey", outcome="ApiKeyInvalid") == 1
+    assert moved(AUTH, method="apiKey", outcome="ApiKeyInvalid") == unknown_sent
     assert moved(AUTH, method="session", outcome="ok") == 1  # the revoke
     assert moved("keyplane_verifications_total", code="REVOKED") == 1
     assert moved("keyplane_verifications_total", code="VALID") == 1
-    assert moved("keyplane_request_duration_seconds_count", kind="users_info") == 4
+    assert moved("keyplane_request_duration_seconds_count", kind="users_info") == 3 + unknown_sent
     assert moved("keyplane_request_duration_seconds_count", kind="verify") == 2
     assert moved("keyplane_request_duration_seconds_bucket", kind="verify", le="+Inf") == 2
     assert moved("keyplane_key_cache_hits_total") >= 2

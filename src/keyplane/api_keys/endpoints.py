@@ -89,12 +89,19 @@ async def verify_api_key(
     """For a tenant's own services: is this key valid right now, and whose is it?
     Authorised by a tenant admin's or a verifier's key; keys of other tenants read as
     NOT_FOUND."""
+    return verification_response(await verification_of(body, principal, runtime, request))
+
+
+async def verification_of(
+    body: ApiKeyVerify, principal: Principal, runtime: Runtime, request: Request
+) -> service.Verification:
+    """The verify route's work before its answer is rendered: the same for FastAPI's route
+    and for the verification plane (keyplane.verification_plane), which renders it
+    itself."""
     # No request session: the answer comes from the key cache (a miss reads on its own).
-    # The verification plane (keyplane.verification_plane) answers the same request
-    # through the same function, in front of FastAPI.
-    answer = verification_response(await service.verify_api_key(runtime, principal, body.key))
-    observe_verification(request, answer.code)
-    return answer
+    result = await service.verify_api_key(runtime, principal, body.key)
+    observe_verification(request, result.code.value)
+    return result
 
 
 # A comment line every so often: proxies keep the stream open, and a subscriber can tell a

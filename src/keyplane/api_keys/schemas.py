@@ -122,6 +122,20 @@ class ApiKeyVerification(PaletteModel):
     expiry: Rfc3339 | None = None
 
 
+def verification_json(result: Verification) -> bytes:
+    """``verification_response`` as JSON, rendered once per key snapshot and answer: the
+    verification plane sends it on every call of a tenant's services."""
+    key = result.key
+    if key is None:
+        return _KEYLESS_ANSWERS[result.code.value]
+    rendered = key.renderings.get(result.code.value)
+    if rendered is None:
+        answer = verification_response(result)
+        rendered = answer.__pydantic_serializer__.to_json(answer, by_alias=True)
+        key.renderings[result.code.value] = rendered
+    return rendered
+
+
 def verification_response(result: Verification) -> ApiKeyVerification:
     key = result.key
     return ApiKeyVerification(
@@ -132,6 +146,12 @@ def verification_response(result: Verification) -> ApiKeyVerification:
         tenant_uid=key.tenant_uid if key else None,
         expiry=key.expires_at if key else None,
     )
+
+
+_KEYLESS_ANSWERS = {
+    code: ApiKeyVerification(valid=False, code=code).model_dump_json(by_alias=True).encode()
+    for code in ("NOT_FOUND", "MALFORMED")
+}
 
 
 class ApiKeyList(ListResponse):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from keyplane.kit.invalidation import Invalidation, InvalidationKind
@@ -50,6 +50,9 @@ class KeySnapshot:
     user_active: bool
     key_active: bool
     expires_at: datetime
+    # Answers rendered from this snapshot (e.g. verify's JSON), kept with it: they can only
+    # change when the snapshot itself is replaced, and a snapshot is never changed.
+    renderings: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
 
 
 class KeyCache:

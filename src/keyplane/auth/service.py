@@ -140,8 +140,10 @@ async def _read_key_snapshot(runtime: Runtime, key_hash: str) -> KeySnapshot | N
     # Taken before the read: an invalidation that lands while it runs bumps the generation,
     # and the cache then refuses what this read saw.
     generation = cache.generation
-    async with single_read(runtime.engine) as connection:
-        snapshot = await repository.find_key_snapshot(connection, key_hash)
+    snapshot = await single_read(
+        runtime.read_engine,
+        lambda connection: repository.find_key_snapshot(connection, key_hash),
+    )
     if snapshot is None:
         cache.discard(key_hash)
         cache.put_unknown(key_hash, generation)

@@ -115,9 +115,10 @@ def serve(
     import uvicorn
 
     from keyplane.app import create_app
-    from keyplane.kit.logging import log_config
+    from keyplane.kit.logging import log_config, quicken_logging
 
     settings = _settings(database_url)
+    quicken_logging()
     # Once, before any worker starts, so that workers never race to create it.
     settings.load_secret_key()
     listen_host = host or settings.host

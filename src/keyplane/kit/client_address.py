@@ -58,6 +58,12 @@ def _forwarded_for(element: str) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=4096)
+def address_text(address: IPAddress) -> str:
+    """``str(address)``, which ``ipaddress`` works out anew on every call."""
+    return str(address)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientAddressResolver:
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -83,8 +89,8 @@ class ClientAddressResolver:
             # A Unix socket or a test transport: nothing to normalise, nothing to trust.
             return peer_text
         if not self.trusted_proxies or not self._trusted(peer):
-            return str(peer)
-        return str(self._rightmost_untrusted(peer, reversed(self._hops(scope))))
+            return address_text(peer)
+        return address_text(self._rightmost_untrusted(peer, reversed(self._hops(scope))))
 
     def _rightmost_untrusted(self, peer: IPAddress, hops: Iterable[str]) -> IPAddress:
         address = peer

@@ -7,14 +7,15 @@ the async driver (aiosqlite, asyncpg) itself.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -53,6 +54,9 @@ AFTER_COMMIT = "keyplane_after_commit"
 _no_begin: contextvars.ContextVar[bool] = contextvars.ContextVar("keyplane_no_begin", default=False)
 
 
+T = TypeVar("T")
+
+
 class UnsupportedDatabase(ValueError):
     pass
 
@@ -89,9 +93,18 @@ def timed_out(error: BaseException | None) -> bool:
     return False
 
 
-def create_engine(raw_url: str, *, timeout_seconds: float | None = None) -> AsyncEngine:
+def create_engine(
+    raw_url: str,
+    *,
+    timeout_seconds: float | None = None,
+    pre_ping: bool = True,
+    pool_size: int = 10,
+) -> AsyncEngine:
     """``timeout_seconds`` bounds every wait on the database: the pool checkout, the connect,
-    and (PostgreSQL) each statement, the liveness ping and the rollback included."""
+    and (PostgreSQL) each statement, the liveness ping and the rollback included.
+    ``pre_ping=False`` (PostgreSQL): no liveness ping before each use of a pooled
+    connection, for ``single_read``, which retries once on a connection found dead
+    instead."""
     url = normalise_database_url(raw_url)
     checkout = timeout_seconds or _DEFAULT_CHECKOUT_SECONDS
     if not is_sqlite(url):
@@ -103,9 +116,9 @@ def create_engine(raw_url: str, *, timeout_seconds: float | None = None) -> Asyn
             }
         engine = create_async_engine(
             url,
-            pool_pre_ping=True,
-            pool_size=10,
-            max_overflow=10,
+            pool_pre_ping=pre_ping,
+            pool_size=pool_size,
+            max_overflow=pool_size,
             pool_timeout=checkout,
             connect_args=connect_args,
             # Error messages (and so log lines) name the statement, never its values.
@@ -206,27 +219,37 @@ async def begin(engine: AsyncEngine, *, writes: bool) -> AsyncIterator[AsyncConn
         _writes.reset(token)
 
 
-@asynccontextmanager
-async def single_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection for one read statement, sent without BEGIN or COMMIT around it:
-    one round trip instead of three on the hot path's cache miss. A single statement reads
-    one consistent snapshot anyway; anything that needs two statements to agree uses
-    ``transaction``. Waits stay bounded by the engine's timeouts, and errors are
-    SQLAlchemy's, so they reach the same 503s."""
+async def single_read(engine: AsyncEngine, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``read`` on a pooled connection, for one read statement sent without BEGIN or COMMIT
+    around it: one round trip instead of three on the hot path's cache miss (four with the
+    pool's liveness ping, which ``Runtime.read_engine`` does without). A single statement
+    reads one consistent snapshot anyway; anything that needs two statements to agree uses
+    ``transaction``. A pooled connection that turns out dead (the database restarted, a
+    proxy dropped it) is retried once on a new one, which is what the ping was for. Waits
+    stay bounded by the engine's timeouts, and errors are SQLAlchemy's, so they reach the
+    same 503s."""
+    try:
+        return await _read_once(engine, read)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return await _read_once(engine, read)
+
+
+async def _read_once(engine: AsyncEngine, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     if is_sqlite(engine.url):
         # The engine's "begin" hook sends BEGIN itself (SQLite's driver is kept out of
         # transaction control): skip it, and the statement is its own read transaction.
         token = _no_begin.set(True)
         try:
             async with engine.connect() as connection:
-                yield connection
+                return await read(connection)
         finally:
             _no_begin.reset(token)
-        return
     async with engine.connect() as connection:
         # asyncpg in autocommit sends the statement alone; the pool restores the level.
         await connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+        return await read(connection)
 
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

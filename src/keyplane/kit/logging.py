@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import logging.handlers
 import queue
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 from keyplane.kit.text import single_line
@@ -30,19 +32,26 @@ _STOP = None
 # Records written with one write() and one flush(): under load a line per system call
 # would cost the process more than the requests the lines describe.
 _BATCH = 256
+# How long a line may wait for its batch. The writer is woken by a full batch, a warning or
+# worse, or this interval, never by each record: waking a thread per record means a switch
+# of the interpreter lock per request, which cost more than all the rest of the logging.
+FLUSH_SECONDS = 0.05
 
 
 class QueuedStreamHandler(logging.handlers.QueueHandler):
-    """Writes to a stream from a thread of its own: a request only puts its record on a
-    queue, so that a slow or blocked stderr (a pipe nobody drains fast enough, a full
-    disk behind it) never holds up the event loop. The writer takes whatever has queued up
-    and writes it at once. Lines keep their order; those still queued are written when
-    logging shuts down (``close``)."""
+    """Writes to a stream from a thread of its own: a request only appends its record to a
+    buffer, so that a slow or blocked stderr (a pipe nobody drains fast enough, a full
+    disk behind it) never holds up the event loop. The writer takes whatever has gathered
+    and writes it at once, within ``FLUSH_SECONDS``. Lines keep their order; those still
+    buffered are written when logging shuts down (``close``)."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        super().__init__(records)
-        self.records = records
+        # deque.append and popleft are atomic: the request side takes no lock of its own.
+        self.pending: collections.deque[logging.LogRecord | tuple[float, str, str] | None] = (
+            collections.deque()
+        )
+        self.wake = threading.Event()
+        super().__init__(queue.SimpleQueue())
         self.stream: TextIO = stream if stream is not None else sys.stderr
         self.writer_formatter: logging.Formatter = logging.Formatter()
         self.writer = threading.Thread(target=self._write, name="keyplane-log", daemon=True)
@@ -59,20 +68,39 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
         record.msg, record.args = record.message, None
         return record
 
+    def enqueue(self, record: logging.LogRecord | None) -> None:
+        self.pending.append(record)
+        if record is None or record.levelno >= logging.WARNING or len(self.pending) >= _BATCH:
+            self.wake.set()
+
+    def enqueue_info(self, name: str, message: str) -> None:
+        """An INFO line of logger ``name`` whose message is final, as a plain tuple: the
+        ``LogRecord`` is made by the writer, off the request's path (see ``direct_sink``)."""
+        self.pending.append((time.time(), name, message))
+        if len(self.pending) >= _BATCH:
+            self.wake.set()
+
+    @staticmethod
+    def _record(entry: tuple[float, str, str]) -> logging.LogRecord:
+        created, name, message = entry
+        record = logging.LogRecord(name, logging.INFO, "", 0, message, None, None)
+        record.created = created
+        record.msecs = int(created * 1000) % 1000 + 0.0
+        record.message = message
+        return record
+
     def _write(self) -> None:
-        while True:
-            batch = [self.records.get()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self.records.get_nowait())
-                except queue.Empty:
-                    break
+        stop = False
+        while not stop:
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
             lines = []
-            stop = False
-            for record in batch:
-                if record is _STOP:
+            while self.pending:
+                entry = self.pending.popleft()
+                if entry is _STOP:
                     stop = True
                     break
+                record = self._record(entry) if isinstance(entry, tuple) else entry
                 try:
                     lines.append(self.writer_formatter.format(record) + "\n")
                 except Exception:
@@ -83,14 +111,49 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
                     self.stream.flush()
                 except (OSError, ValueError):
                     pass
-            if stop:
-                return
 
     def close(self) -> None:
         if self.writer.is_alive():
-            self.records.put(_STOP)
+            self.enqueue(_STOP)
             self.writer.join(timeout=5)
         super().close()
+
+
+def direct_sink(logger: logging.Logger) -> QueuedStreamHandler | None:
+    """The handler an INFO record of ``logger`` would reach, when that is one
+    ``QueuedStreamHandler`` and nothing on the way filters (Keyplane's own configuration):
+    a line per request can then skip the ``LogRecord`` and the handler's lock on the
+    request's path. None for anything else (other handlers, filters, logging off), where
+    the caller logs as usual."""
+    if logger.disabled or not logger.isEnabledFor(logging.INFO):
+        return None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        if current.handlers:
+            if len(current.handlers) != 1 or current.propagate:
+                return None
+            handler = current.handlers[0]
+            if (
+                isinstance(handler, QueuedStreamHandler)
+                and not handler.filters
+                and handler.level <= logging.INFO
+            ):
+                return handler
+            return None
+        current = current.parent if current.propagate else None
+    return None
+
+
+def quicken_logging() -> None:
+    """What the logging HOWTO's "Optimization" section offers a server that logs on every
+    request: no caller lookup (a walk up the stack per record) and no thread and process
+    names, none of which Keyplane's format shows."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:

@@ -228,6 +228,7 @@ class Metrics:
         # Children made once: labels() on every request would look them up under a lock.
         self._request_duration = {kind: self.request_duration.labels(kind) for kind in ROUTE_KINDS}
         self._authentications: dict[tuple[str, str], Counter] = {}
+        self._verifications: dict[str, Counter] = {}
         # The cache's integers as last added to the counters above.
         self._synced: dict[str, int] = {}
 
@@ -248,7 +249,10 @@ class Metrics:
         child.inc()
 
     def observe_verification(self, code: str) -> None:
-        self.verifications.labels(code).inc()
+        child = self._verifications.get(code)
+        if child is None:
+            child = self._verifications.setdefault(code, self.verifications.labels(code))
+        child.inc()
 
     def observe_confirmation_wait(self, seconds: float, outcome: str = "confirmed") -> None:
         """For the revocation confirmation across instances: how long a change waited,
@@ -354,8 +358,11 @@ def multiprocess_directory() -> Iterator[str]:
 
 def metrics_of(scope: Scope) -> Metrics | None:
     """The metrics of the app serving this request (None before the app is reached)."""
-    state = getattr(scope.get("app"), "state", None)
-    metrics = getattr(state, "metrics", None)
+    app = scope.get("app")
+    # Keyplane's app keeps them as an attribute too: a State lookup per call costs more.
+    metrics = getattr(app, "metrics", None)
+    if metrics is None:
+        metrics = getattr(getattr(app, "state", None), "metrics", None)
     return metrics if isinstance(metrics, Metrics) else None
 
 

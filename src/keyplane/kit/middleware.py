@@ -16,6 +16,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyplane.kit.client_address import ClientAddressResolver
+from keyplane.kit.logging import direct_sink
 from keyplane.kit.metrics import observe_request
 from keyplane.kit.text import escape_for_log, has_unstorable, unstorable_json_field
 
@@ -184,15 +185,17 @@ class RequestContextMiddleware:
         try:
             await self._dispatch(scope, receive, send_with_id, request_id)
         finally:
-            access_logger.info(
-                '%s "%s %s" %d %.1fms ref=%s',
-                escape_for_log(address or "-"),
-                escape_for_log(scope["method"]),
-                _loggable_path(scope["path"]),
-                status_holder[0],
-                (time.perf_counter() - started) * 1000,
-                request_id,
+            line = (
+                f"{escape_for_log(address or '-')} "
+                f'"{escape_for_log(scope["method"])} {_loggable_path(scope["path"])}" '
+                f"{status_holder[0]} {(time.perf_counter() - started) * 1000:.1f}ms "
+                f"ref={request_id}"
             )
+            sink = direct_sink(access_logger)
+            if sink is not None:
+                sink.enqueue_info(access_logger.name, line)
+            else:
+                access_logger.info("%s", line)
             observe_request(scope, status_holder[0], started)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
