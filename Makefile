@@ -59,7 +59,8 @@ fuzz: install
 soak: install
 	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
-# The benchmarks at the issues' sizes (~15 min; needs wrk and PostgreSQL on 127.0.0.1:5432;
+# The benchmarks at the issues' sizes (~15 min; needs wrk, PostgreSQL on 127.0.0.1:5432 and,
+# for restrictions.py, Redis on 127.0.0.1:6379;
 # the first run also builds the peers' virtual environments from PyPI).
 bench: install
 	$(BIN)/python bench/verify_cost.py
@@ -68,6 +69,7 @@ bench: install
 	$(BIN)/python bench/revocation.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/middleware.py
+	$(BIN)/python bench/restrictions.py
 
 # The same at small sizes, to check that they run (~3 min).
 bench-quick: install
@@ -76,6 +78,7 @@ bench-quick: install
 	$(BIN)/python bench/revocation.py --rounds 20
 	$(BIN)/python bench/scale.py --keys 100000 --users 1000 --tenants 10 --cold-keys 20000 --duration 3 --warmup 1
 	$(BIN)/python bench/middleware.py --keys 200 --duration 3 --warmup 1 --rounds 10
+	$(BIN)/python bench/restrictions.py --keys 2000 --distinct-keys 200 --duration 2 --warmup 1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -9,10 +9,12 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import asyncpg
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -34,6 +36,8 @@ TABLES = [
     "cache_instances",
     "cache_invalidations",
     "login_lockouts",
+    "permission_roles",
+    "permissions",
     "resource_limits",
     "users",
     "tenants",
@@ -56,8 +60,49 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "keyplane"))
 
 
-def _in_ci() -> bool:
+def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+_in_ci = in_ci
+
+
+def missing_service(message: str) -> NoReturn:
+    """Skips, with the reason; under CI=true, fails instead (the tests must run there)."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: these tests must run)")
+    pytest.skip(message)
+
+
+# Redis for the shared-limit tests: synchronous on purpose (redis-py's blocking client),
+# so that async fixtures can use them too, inside the running event loop.
+REDIS_URL = os.environ.get("KEYPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url, socket_timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of the test's own; what it wrote under it is deleted afterwards."""
+    prefix = f"keyplane-test:{secrets.token_hex(8)}:"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        redis_client.delete(*keys)
 
 
 async def _connect(url: str) -> asyncpg.Connection:
@@ -171,7 +216,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.matrix import CASES
 
     passed = terminalreporter.stats.get("passed", [])
-    permission_cells = sum(1 for report in passed if "test_permissions.py" in report.nodeid)
+    permission_cells = sum(
+        1 for report in passed if "tests/api_keys/test_permissions.py" in report.nodeid
+    )
     if permission_cells:
         CASES["permission table (API keys, by actor and credential)"] += permission_cells
     if CASES:

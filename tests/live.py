@@ -108,6 +108,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     """The environment that makes ``keyplane serve`` read the same settings."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KEYPLANE_")}
     for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
         if name == "secret_key":
             value = settings.secret_key.get_secret_value()
         elif isinstance(value, list):

@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text, update
 
+from keyplane.auth.scopes import OPERATION_SCOPES, SCOPES
 from keyplane.console.router import router as console_router
 from keyplane.console.session import SESSION_COOKIE, csrf_token_for
 from keyplane.kit.db import transaction
@@ -31,6 +32,7 @@ from tests.api_keys.helpers import backdate_expiry, make_api_key
 from tests.conftest import make_settings
 from tests.helpers import World, http_scope
 from tests.matrix import count
+from tests.permissions.helpers import make_permission, make_role, permission_body, role_body
 from tests.users.helpers import Actor, login, make_user
 
 # Operations anyone may call: they take no credential, or the path carries it.
@@ -46,7 +48,15 @@ PUBLIC = {
 CONSOLE_PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/")}
 # Stored state that a refused request must leave alone. Audit events are left out on
 # purpose: refusals may be recorded there.
-WATCHED_TABLES = ("tenants", "users", "api_keys", "resource_limits", "auth_sessions")
+WATCHED_TABLES = (
+    "tenants",
+    "users",
+    "api_keys",
+    "resource_limits",
+    "auth_sessions",
+    "permissions",
+    "permission_roles",
+)
 
 
 @pytest.fixture
@@ -396,6 +406,13 @@ ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("GET", "/v1/audits", (200, 403, 403)),
     ("GET", "/v1/tenants/{tenantUid}/resourceLimits", (200, 403, 403)),
     ("PATCH", "/v1/tenants/{tenantUid}/resourceLimits", (204, 403, 403)),
+    ("GET", "/v1/permissions", (200, 403, 403)),
+    ("POST", "/v1/permissions", (201, 403, 403)),
+    ("GET", "/v1/permissionRoles", (200, 403, 403)),
+    ("POST", "/v1/permissionRoles", (201, 403, 403)),
+    ("PUT", "/v1/permissionRoles/{uid}", (204, 403, 403)),
+    ("DELETE", "/v1/permissionRoles/{uid}", (204, 403, 403)),
+    ("DELETE", "/v1/permissions/{uid}", (204, 403, 403)),
     ("POST", "/v1/auth/logout", (204, 204, 204)),
 ]
 
@@ -436,6 +453,9 @@ class RoleCell:
     own_key: Any
     other_user_uid: str
     deletable_user_uid: str
+    # The tenant's own, made by its admin.
+    permission_uid: str
+    permission_role_uid: str
 
 
 async def _role_cell(
@@ -457,7 +477,9 @@ async def _role_cell(
         headers = (
             await make_api_key(client, world.admin, "credential", user_uid=actor.uid)
         ).headers
-    return RoleCell(actor, headers, own_key, world.bob.uid, dora.uid)
+    permission_uid = await make_permission(client, world.admin, "invoices.read")
+    role_uid = await make_role(client, world.admin, "billing", ["invoices.read"])
+    return RoleCell(actor, headers, own_key, world.bob.uid, dora.uid, permission_uid, role_uid)
 
 
 def _role_request(
@@ -488,6 +510,16 @@ def _role_request(
         body = {"metadata": {"name": "made-here"}} if method == "POST" else None
     elif path == "/v1/users" and method == "POST":
         body = {"spec": {"emailId": "erin@acme.example", "roles": ["user"]}}
+    elif path == "/v1/permissions/{uid}":
+        concrete = concrete.replace("{uid}", uid or cell.permission_uid)
+    elif path == "/v1/permissionRoles/{uid}":
+        concrete = concrete.replace("{uid}", uid or cell.permission_role_uid)
+        if method == "PUT":
+            body = role_body("renamed", [])
+    elif path == "/v1/permissions" and method == "POST":
+        body = permission_body("made.here")
+    elif path == "/v1/permissionRoles" and method == "POST":
+        body = role_body("made-here", ["invoices.read"])
     elif path.endswith("/resourceLimits") and method == "PATCH":
         body = {"resources": [{"kind": "apiKey", "limit": 20}]}
     elif path == "/v1/auth/authenticate":
@@ -505,6 +537,8 @@ async def _stored(runtime: Runtime) -> dict[str, list[str]]:
         "api_keys": "SELECT uid, user_uid, name, description, expires_at, is_active FROM api_keys",
         "resource_limits": "SELECT * FROM resource_limits",
         "auth_sessions": "SELECT * FROM auth_sessions",
+        "permissions": "SELECT * FROM permissions",
+        "permission_roles": "SELECT * FROM permission_roles",
     }
     async with transaction(runtime.sessionmaker, writes=False) as session:
         return {
@@ -593,3 +627,64 @@ async def test_console_refuses_a_verifier_every_page_but_logging_out(
     )
     assert out.status_code == 303
     assert out.headers["location"] == "/login"
+
+
+def _operation_ids(app: FastAPI) -> dict[tuple[str, str], str]:
+    return {
+        (method.upper(), path): operation["operationId"]
+        for path, item in app.openapi()["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+# Operations no API key is used for (sessions, probes): outside the scope catalogue.
+NOT_KEY_OPERATIONS = {"v1Authenticate", "v1AuthRefresh", "v1AuthLogout", "metrics", "readyz"}
+
+
+def test_every_operation_has_its_scope_in_the_catalogue(app: FastAPI) -> None:
+    """A route added later must say which scope it needs before a scoped key can call it."""
+    ids = set(_operation_ids(app).values()) - {"healthz"}
+    assert ids - NOT_KEY_OPERATIONS == set(OPERATION_SCOPES)
+
+
+@pytest.mark.parametrize("kind", ["lacking", "holding"])
+async def test_every_operation_answers_a_scoped_key_as_the_scope_catalogue_says(
+    kind: str, app: FastAPI, client: httpx.AsyncClient, runtime: Runtime, world: World
+) -> None:
+    """For each operation a tenant admin's key may call: a key with every scope but the
+    one it needs is refused with 403 ApiKeyScopeMissing naming that scope, and changes
+    nothing; a key with only that scope gets the tenant admin's answer."""
+    table = {(method, path): statuses for method, path, statuses in ROLE_TABLE}
+    ids = _operation_ids(app)
+    cell = await _role_cell(client, runtime, world, "tenant admin", "apiKey")
+    key = await make_api_key(client, world.admin, "scoped")
+    for method, path, _statuses in ROLE_TABLE:
+        operation = ids[(method, path)]
+        if operation not in OPERATION_SCOPES or OPERATION_SCOPES[operation] is None:
+            continue
+        needed = OPERATION_SCOPES[operation]
+        assert needed is not None
+        scopes = sorted(set(SCOPES) - {needed}) if kind == "lacking" else [needed]
+        narrowed = await client.put(
+            f"/v1/apiKeys/{key.uid}", json={"spec": {"scopes": scopes}}, headers=world.admin.headers
+        )
+        assert narrowed.status_code == 204, narrowed.text
+        scoped = RoleCell(**{**cell.__dict__, "headers": {"ApiKey": key.value}})
+        concrete, body, headers = _role_request(scoped, world, method, path)
+        where = f"{kind} {needed}: {method} {path}"
+        before = await _stored(runtime)
+        if path == FEED:
+            response = await _feed_opening(app, headers)
+        else:
+            response = await client.request(method, concrete, json=body, headers=headers)
+        if kind == "lacking":
+            assert response.status_code == 403, f"{where}: {response.text}"
+            assert response.json()["code"] == "ApiKeyScopeMissing", where
+            assert response.json()["details"] == {"scope": needed}, where
+            after = await _stored(runtime)
+            # Only the narrowing of the key itself changed anything.
+            assert after["users"] == before["users"], where
+            assert after["permissions"] == before["permissions"], where
+        else:
+            assert response.status_code == table[(method, path)][0], f"{where}: {response.text}"
+        count("REST operations x scopes")

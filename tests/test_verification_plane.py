@@ -344,3 +344,59 @@ async def test_an_unreachable_database_is_the_same_503_through_both_doors(
             )
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"]
+
+
+async def test_restricted_keys_get_the_same_answers_through_both_doors(
+    doors: Doors, cast: Cast
+) -> None:
+    """Scopes, address ranges, permission queries, rate limits and credits decide alike at
+    both doors (each door counts its own rate limits: both see the same sequence)."""
+    http, world = doors.fastapi, cast.world
+    permission = await http.post(
+        "/v1/permissions", json={"metadata": {"name": "invoices.read"}}, headers=world.admin.headers
+    )
+    assert permission.status_code == 201, permission.text
+
+    async def restricted(name: str, **spec: Any) -> CreatedKey:
+        response = await http.post(
+            "/v1/apiKeys",
+            json={"metadata": {"name": name}, "spec": spec},
+            headers=world.admin.headers,
+        )
+        assert response.status_code == 201, response.text
+        return CreatedKey(uid=response.json()["uid"], value=response.json()["apiKey"])
+
+    no_verify = await restricted("no-verify", scopes=["apiKeys:read"])
+    elsewhere = await restricted("elsewhere", allowedCidrs=["10.0.0.0/8"])
+    reader = await restricted("reader", permissions=["invoices.read"], ownerId="c1", meta={"a": 1})
+    limited = await restricted("limited", rateLimits=[{"limit": 2, "windowSeconds": 3600}])
+    admin = cast.admin_key.headers
+
+    refused = await same_through_both(
+        doors, "POST", VERIFY, json={"key": cast.valid.value}, headers=no_verify.headers
+    )
+    assert _code(refused) == "ApiKeyScopeMissing"
+    assert _code(await same_through_both(doors, "GET", INFO, headers=elsewhere.headers)) == (
+        "ApiKeyAddressDenied"
+    )
+    for body, code in (
+        ({"key": elsewhere.value}, "FORBIDDEN_ADDRESS"),
+        ({"key": elsewhere.value, "clientAddress": "10.9.8.7"}, "VALID"),
+        ({"key": reader.value, "permissions": "invoices.read"}, "VALID"),
+        (
+            {"key": reader.value, "permissions": "invoices.read AND admin"},
+            "INSUFFICIENT_PERMISSIONS",
+        ),
+    ):
+        for _ in range(2):
+            answer = await same_through_both(doors, "POST", VERIFY, json=body, headers=admin)
+            assert answer.json()["code"] == code, body
+    malformed = await same_through_both(
+        doors, "POST", VERIFY, json={"key": reader.value, "permissions": "("}, headers=admin
+    )
+    assert malformed.status_code == 400
+    codes = []
+    for _ in range(3):
+        answer = await same_through_both(doors, "GET", INFO, headers=limited.headers)
+        codes.append(answer.status_code)
+    assert codes == [200, 200, 429]

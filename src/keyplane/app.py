@@ -35,6 +35,7 @@ from keyplane.kit.middleware import RequestContextMiddleware
 from keyplane.kit.migrations import current_revision, head_revision
 from keyplane.kit.routing import guard_fixed_paths
 from keyplane.observability.endpoints import install_observability
+from keyplane.permissions.endpoints import router as permissions_router
 from keyplane.runtime import Runtime, invalidation_listener
 from keyplane.settings import Settings
 from keyplane.tenants.endpoints import router as tenants_router
@@ -146,6 +147,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await runtime.last_used.flush(runtime.sessionmaker)
             except Exception:
                 logger.warning("could not write last-used times at shutdown", exc_info=True)
+            await runtime.limiter.aclose()
     finally:
         await engine.dispose()
         if read_engine is not engine:
@@ -163,7 +165,14 @@ def create_app(settings: Settings) -> KeyplaneApp:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (auth_router, api_keys_router, users_router, audit_router, tenants_router):
+    for router in (
+        auth_router,
+        api_keys_router,
+        users_router,
+        audit_router,
+        tenants_router,
+        permissions_router,
+    ):
         app.include_router(router)
     app.include_router(console_router)
     install_observability(app)

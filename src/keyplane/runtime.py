@@ -26,6 +26,7 @@ from keyplane.kit.invalidation_feed import InvalidationFeed
 from keyplane.kit.keys import SecretHasher
 from keyplane.kit.passwords import PasswordHasher
 from keyplane.kit.rate_limit import FailureLimiter, Periodic
+from keyplane.kit.shared_limits import SharedLimiter, build_limiter
 from keyplane.settings import Settings
 
 
@@ -52,6 +53,9 @@ class Runtime:
     invalidation_feed: InvalidationFeed
     # When this instance last cleared stale login-failure counts (see auth.throttling).
     login_failure_pruning: Periodic
+    # Keys' rate limits: shared through Redis when KEYPLANE_REDIS_URL is set, else per
+    # process (kit.shared_limits). The lifespan closes it.
+    limiter: SharedLimiter
 
     @classmethod
     def build(
@@ -92,6 +96,11 @@ class Runtime:
             confirmations=confirmations,
             invalidation_feed=invalidation_feed,
             login_failure_pruning=Periodic(60.0),
+            limiter=build_limiter(
+                settings.redis_url,
+                prefix=settings.redis_key_prefix,
+                timeout_seconds=settings.redis_timeout_seconds,
+            ),
         )
 
 

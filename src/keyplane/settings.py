@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     login_lockout_window_seconds: int = Field(default=15 * 60, ge=1)
     login_lockout_seconds: int = Field(default=15 * 60, ge=1)
 
+    # Shared counters for rate limits (per key, and failed authentications per address)
+    # across every instance: redis://[:password@]host:port/db (rediss:// for TLS). Without
+    # it the limits hold per process. Redis trouble never stops Keyplane: limits are then
+    # not enforced (a log line and keyplane_rate_limit_store_unavailable_total say so),
+    # while revocation never depends on Redis.
+    redis_url: str | None = None
+    redis_key_prefix: str = Field(default="keyplane:", min_length=1, max_length=64)
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+
     # Only a direct peer in these networks may say, in the header below, whom it forwards
     # for; from anyone else the header is ignored (it is trivially forged).
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
@@ -102,6 +111,17 @@ class Settings(BaseSettings):
     # resolved through trusted proxies), or to a Bearer token from anywhere.
     metrics: MetricsAccess = MetricsAccess.LOOPBACK
     metrics_token: SecretStr = SecretStr("")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "KEYPLANE_REDIS_URL must start with redis://, rediss:// (TLS) or unix://"
+            )
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

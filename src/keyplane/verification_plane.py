@@ -56,10 +56,11 @@ class _Missing:
 _MISSING = _Missing()
 
 
-async def _principal(request: Request) -> tuple[Principal, Runtime]:
+async def _principal(request: Request, operation_id: str) -> tuple[Principal, Runtime]:
     runtime: Runtime = request.app.state.runtime
     api_key, authorization = request_credentials(request)
-    return await authenticate_request(request, runtime, api_key, authorization), runtime
+    principal = await authenticate_request(request, runtime, api_key, authorization, operation_id)
+    return principal, runtime
 
 
 def _json(model: BaseModel) -> bytes:
@@ -68,7 +69,7 @@ def _json(model: BaseModel) -> bytes:
 
 
 async def _user_info(request: Request) -> bytes:
-    principal, _runtime = await _principal(request)
+    principal, _runtime = await _principal(request, "v1UsersInfoGet")
     return _json(await users.get_user_info(principal))
 
 
@@ -76,7 +77,7 @@ async def _verify(request: Request) -> bytes:
     # FastAPI's order: the body is read (and a JSON syntax error refused) before any
     # dependency, the credential is checked next, and the body's fields are validated last.
     body = await _read_json_body(request)
-    principal, runtime = await _principal(request)
+    principal, runtime = await _principal(request, "v1ApiKeysVerify")
     verify = _validated_verify(body)
     return verification_json(await api_keys.verification_of(verify, principal, runtime, request))
 

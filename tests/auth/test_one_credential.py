@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from keyplane.auth.throttling import FailureCounts
 from keyplane.kit.keys import generate_api_key
 from keyplane.runtime import Runtime
 from tests.api_keys.helpers import make_api_key
@@ -67,7 +68,7 @@ async def test_refused_before_any_lookup(
         assert response.status_code == 400
     assert runtime.key_cache.is_known_unknown(runtime.secret_hasher.hash(first)) is False
     assert runtime.key_cache.is_known_unknown(runtime.secret_hasher.hash(second)) is False
-    assert not runtime.auth_failures.exhausted("203.0.113.7")
+    assert not await FailureCounts(runtime, "203.0.113.7").exhausted()
 
 
 @pytest.mark.parametrize("empty", ["", "   "])

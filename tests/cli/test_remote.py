@@ -14,11 +14,8 @@ import re
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -30,93 +27,10 @@ from keyplane.kit.db import create_engine
 from keyplane.kit.keys import is_well_formed_api_key
 from keyplane.models import ApiKey
 from keyplane.settings import Settings
-from tests.live import LiveServer, free_port, running_server
-from tests.users.helpers import Actor
+from tests.cli.helpers import Cli, error_code, sdk_for, use_key_of
+from tests.live import LiveServer, free_port
 
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
-
-
-@dataclass
-class Cli:
-    """Runs ``python -m keyplane`` with a clean environment of its own."""
-
-    env: dict[str, str]
-    config_dir: Path
-    # Values that must appear in no output (passwords; key values once they were shown).
-    secrets: list[str] = field(default_factory=list)
-
-    def __call__(
-        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "keyplane", *args],
-            env={**self.env, **(env or {})},
-            input=stdin,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        self.check(result.stdout, result.stderr)
-        return result
-
-    def check(self, stdout: str, stderr: str) -> None:
-        assert "Traceback" not in stderr, stderr
-        for secret in self.secrets:
-            assert secret not in stdout
-            assert secret not in stderr
-
-    def json(self, *args: str, stdin: str | None = None) -> Any:
-        result = self(*args, "--output", "json", stdin=stdin)
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)
-
-    def ok(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = self(*args, stdin=stdin)
-        assert result.returncode == 0, result.stderr
-        return result
-
-    @property
-    def session_file(self) -> Path:
-        return self.config_dir / "session.json"
-
-
-def _clean_env(tmp_path: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KEYPLANE_")}
-    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
-    env["KEYPLANE_CONFIG_DIR"] = str(tmp_path / "config")
-    return env
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(env=_clean_env(tmp_path), config_dir=tmp_path / "config")
-
-
-@pytest.fixture
-async def live(settings: Settings) -> AsyncIterator[LiveServer]:
-    async with running_server(settings) as server:
-        yield server
-
-
-def _sdk(live: LiveServer, actor: Actor) -> Client:
-    return Client(live.url, email=actor.email, org=actor.tenant_name, password=actor.password)
-
-
-def _use_key_of(cli: Cli, live: LiveServer, actor: Actor) -> str:
-    """Point the command at the server with a fresh API key of ``actor``."""
-    with _sdk(live, actor) as sdk:
-        value = sdk.create_api_key("cli").value
-    cli.env.update({"KEYPLANE_URL": live.url, "KEYPLANE_API_KEY": value})
-    cli.secrets += [value, actor.password]
-    return value
-
-
-def _error_code(result: subprocess.CompletedProcess[str]) -> str:
-    match = re.match(r"Error \[(\w+)\]: \S", result.stderr)
-    assert match, result.stderr
-    return match.group(1)
 
 
 def _answer_on_a_terminal(cli: Cli, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -164,7 +78,7 @@ def _expire_now(settings: Settings, uid: str) -> None:
 
 def test_key_lifecycle_with_an_api_key(cli: Cli, live: LiveServer, settings: Settings) -> None:
     alice = live.world.alice
-    _use_key_of(cli, live, alice)
+    use_key_of(cli, live, alice)
 
     # --quiet prints the value alone, ready for KEY=$(keyplane keys create ci --quiet).
     described = ("--description", "CI [bold]x[/bold]")
@@ -249,14 +163,14 @@ def test_key_lifecycle_with_an_api_key(cli: Cli, live: LiveServer, settings: Set
     declined = _answer_on_a_terminal(cli, "n\n", "keys", "delete", uid)
     assert declined.returncode == 1
     assert "Delete API key 'ci-2'" in declined.stderr
-    with _sdk(live, alice) as sdk:
+    with sdk_for(live, alice) as sdk:
         assert sdk.get_api_key(uid).name == "ci-2"
 
     assert cli.json("keys", "delete", uid, "--yes") == {"uid": uid, "deleted": True}
     missing = cli("keys", "show", uid)
     assert missing.returncode == 1
     assert missing.stdout == ""
-    assert _error_code(missing) == "ApiKeyNotFound"
+    assert error_code(missing) == "ApiKeyNotFound"
 
 
 def test_a_tenant_admin_logged_in_with_a_stored_session(cli: Cli, live: LiveServer) -> None:
@@ -353,7 +267,7 @@ def test_a_tenant_admin_logged_in_with_a_stored_session(cli: Cli, live: LiveServ
         "uid": carol["uid"],
         "deleted": True,
     }
-    with _sdk(live, admin) as sdk, pytest.raises(NotFound):
+    with sdk_for(live, admin) as sdk, pytest.raises(NotFound):
         sdk.get_user(carol["uid"])
 
     # Logout ends the session on the server and removes the file.
@@ -365,18 +279,18 @@ def test_a_tenant_admin_logged_in_with_a_stored_session(cli: Cli, live: LiveServ
 
 def test_api_errors_exit_1_with_their_code(cli: Cli, live: LiveServer) -> None:
     world = live.world
-    _use_key_of(cli, live, world.alice)
+    use_key_of(cli, live, world.alice)
 
     # A user doing a tenant admin's things.
     for args in (("users", "list"), ("keys", "list", "--user", world.bob.uid)):
         result = cli(*args)
         assert (result.returncode, result.stdout) == (1, ""), args
-        assert _error_code(result) == "Forbidden"
+        assert error_code(result) == "Forbidden"
 
     forged = "kp_" + "A" * 38
     refused = cli("whoami", env={"KEYPLANE_API_KEY": forged})
     assert refused.returncode == 1
-    assert _error_code(refused) == "ApiKeyMalformed"
+    assert error_code(refused) == "ApiKeyMalformed"
     assert forged not in refused.stdout + refused.stderr
 
     # Login: a wrong password stores nothing; a password is never read from a non-terminal
@@ -385,7 +299,7 @@ def test_api_errors_exit_1_with_their_code(cli: Cli, live: LiveServer) -> None:
         "login", "--email", world.bob.email, "--org", "acme", "--password-stdin", stdin="nope!\n"
     )
     assert wrong.returncode == 1
-    assert _error_code(wrong) == "InvalidCredentials"
+    assert error_code(wrong) == "InvalidCredentials"
     assert "nope!" not in wrong.stderr
     assert not cli.session_file.exists()
     no_prompt = cli("login", "--email", world.bob.email, "--org", "acme")
@@ -420,7 +334,7 @@ def test_api_errors_exit_1_with_their_code(cli: Cli, live: LiveServer) -> None:
         client.logout()
     ended = cli("keys", "list")
     assert ended.returncode == 1
-    assert _error_code(ended) == "TokenRevoked"
+    assert error_code(ended) == "TokenRevoked"
     assert "keyplane login" in ended.stderr
     # Logging out of a session that already ended still removes it.
     cli.ok("logout")
@@ -443,7 +357,7 @@ def test_usage_errors_exit_2_before_any_request(cli: Cli) -> None:
     # An unreachable server is an API error (1), not a crash.
     unreachable = cli("limits", "set", "3")
     assert unreachable.returncode == 1
-    assert _error_code(unreachable) == "ConnectionFailed"
+    assert error_code(unreachable) == "ConnectionFailed"
 
 
 @pytest.mark.parametrize(

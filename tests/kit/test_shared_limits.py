@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import NoReturn, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import pytest
@@ -28,48 +26,11 @@ from keyplane.kit.shared_limits import (
     SharedLimiter,
     build_limiter,
 )
+from tests.conftest import missing_service
 from tests.tcp_proxy import TcpProxy
 
-REDIS_URL = os.environ.get("KEYPLANE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PER_SECOND = RateLimit("per-second", 10, 1)
 ONCE = [RateLimit("once", 1, 60)]
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-def _missing(message: str) -> NoReturn:
-    if _in_ci():
-        pytest.fail(f"{message} (CI=true: the Redis tests must run)")
-    pytest.skip(message)
-
-
-# Synchronous on purpose (redis-py's blocking client): they also serve async fixtures,
-# inside the running event loop.
-@pytest.fixture
-def redis_url() -> str:
-    try:
-        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1, socket_timeout=1) as client:
-            client.ping()
-    except redis.RedisError as exc:
-        _missing(f"Redis is not reachable at {REDIS_URL}: {exc}")
-    return REDIS_URL
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    with redis.Redis.from_url(redis_url, socket_timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
-def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    prefix = f"keyplane-test:{secrets.token_hex(8)}:"
-    yield prefix
-    keys = list(redis_client.scan_iter(match=f"{prefix}*"))
-    if keys:
-        redis_client.delete(*keys)
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -142,7 +103,7 @@ async def test_a_limit_is_enforced_exactly(limiter: SharedLimiter) -> None:
     decisions = [await limiter.check("key:a", [PER_SECOND]) for _ in range(10)]
     assert [d.allowed for d in decisions] == [True] * 10
     assert [d.remaining for d in decisions] == list(range(9, -1, -1))
-    assert {(d.limit, d.retry_after_seconds) for d in decisions} == {(None, 0)}
+    assert {(d.limit, d.retry_after_seconds) for d in decisions} == {(PER_SECOND, 0)}
     assert decisions[0].reset_at == float(int(time.time()) + 1)
 
     refused = await limiter.check("key:a", [PER_SECOND])
@@ -350,7 +311,7 @@ async def test_fails_open_when_nothing_listens(limits_log: _Records) -> None:
             assert time.monotonic() - started < 0.25 + 0.2
             assert (decision.allowed, decision.limit, decision.retry_after_seconds) == (
                 True,
-                None,
+                PER_SECOND,
                 0,
             )
         assert await limiter.record_failure("addr:192.0.2.1", 1.0, 1)
@@ -440,7 +401,7 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 async def test_recovers_when_redis_comes_back(tmp_path: Path, limits_log: _Records) -> None:
     binary = shutil.which("redis-server")
     if binary is None:
-        _missing("redis-server is not installed: the restart test starts its own")
+        missing_service("redis-server is not installed: the restart test starts its own")
     port = _free_port()
     server = await _start_redis(binary, port, tmp_path)
     limiter = RedisLimiter(

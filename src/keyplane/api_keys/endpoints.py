@@ -20,14 +20,17 @@ from keyplane.api_keys.schemas import (
     ApiKeyVerification,
     ApiKeyVerify,
     api_key_read,
+    restriction_changes,
     verification_response,
 )
 from keyplane.auth.dependencies import CurrentPrincipal
 from keyplane.auth.principal import Principal
+from keyplane.auth.scopes import Scope
 from keyplane.kit.db import DbSession
 from keyplane.kit.invalidation_feed import Subscription
 from keyplane.kit.metrics import observe_verification
 from keyplane.kit.pagination import PageRequest, list_meta, page_request, resolve_limit
+from keyplane.kit.permission_query import PERMISSION_NAME_PATTERN
 from keyplane.kit.time import utcnow
 from keyplane.runtime import Runtime, RuntimeDep
 
@@ -46,6 +49,20 @@ async def list_api_keys(
     is_active: Annotated[
         bool | None, Query(alias="isActive", description="Only active (true) or revoked keys.")
     ] = None,
+    owner_id: Annotated[
+        str | None,
+        Query(
+            alias="ownerId", min_length=1, max_length=256, description="Only keys of this owner id."
+        ),
+    ] = None,
+    scope: Annotated[Scope | None, Query(description="Only keys that carry this scope.")] = None,
+    permission: Annotated[
+        str | None,
+        Query(
+            pattern=PERMISSION_NAME_PATTERN,
+            description="Only keys given this permission directly.",
+        ),
+    ] = None,
 ) -> ApiKeyList:
     """Every key of the tenant for a tenant admin; one's own keys for anyone else. Newest
     first."""
@@ -54,7 +71,13 @@ async def list_api_keys(
     rows, total = await service.list_api_keys(
         session,
         principal,
-        ApiKeyFilters(user_uid=user_uid, is_active=is_active),
+        ApiKeyFilters(
+            user_uid=user_uid,
+            is_active=is_active,
+            owner_id=owner_id,
+            scope=scope,
+            permission=permission,
+        ),
         page.offset,
         limit,
     )
@@ -78,6 +101,7 @@ async def create_api_key(
         description=body.metadata.annotations.description,
         expires_at=body.spec.expiry,
         user_uid=body.spec.user_uid,
+        restrictions=restriction_changes(body.spec),
     )
     return ApiKeyCreated(api_key=value, uid=key.uid)
 
@@ -99,7 +123,14 @@ async def verification_of(
     and for the verification plane (keyplane.verification_plane), which renders it
     itself."""
     # No request session: the answer comes from the key cache (a miss reads on its own).
-    result = await service.verify_api_key(runtime, principal, body.key)
+    result = await service.verify_api_key(
+        runtime,
+        principal,
+        body.key,
+        permissions=body.permissions,
+        client_address=body.client_address,
+        cost=body.cost,
+    )
     observe_verification(request, result.code.value)
     return result
 
@@ -174,7 +205,8 @@ async def update_api_key(
     session: DbSession,
     runtime: RuntimeDep,
 ) -> Response:
-    """Change name, description or expiry; fields left out keep their value."""
+    """Change name, description, expiry or restrictions; fields left out keep their
+    value, and a restriction set to null is removed."""
     annotations = body.metadata.annotations
     await service.update_api_key(
         session,
@@ -184,6 +216,7 @@ async def update_api_key(
         name=body.metadata.name,
         description=annotations.description if annotations else None,
         expires_at=body.spec.expiry,
+        restrictions=restriction_changes(body.spec),
     )
     return Response(status_code=204)
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, String, and_, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
@@ -31,6 +31,10 @@ class ApiKeyFilters:
     # The one state shown for a key (``ApiKey.state``): inactive (revoked), else expired,
     # else active.
     state: ApiKeyState | None = None
+    # Restrictions: the key's owner id, a scope it carries, a permission given directly.
+    owner_id: str | None = None
+    scope: str | None = None
+    permission: str | None = None
     # Newest first unless asked otherwise; the uid breaks ties, so pages stay stable.
     order: ApiKeyOrder = ApiKeyOrder.CREATED
     descending: bool = True
@@ -43,6 +47,14 @@ _ORDER_COLUMNS: dict[ApiKeyOrder, tuple[Any, ...]] = {
     ApiKeyOrder.LAST_USED: (ApiKey.last_used_at,),
     ApiKeyOrder.USER: (func.lower(User.first_name), func.lower(User.last_name), User.email),
 }
+
+
+def _json_list_holds(column: Any, name: str) -> ColumnElement[bool]:
+    """Whether a JSON list of names holds ``name``, on both databases: names are checked
+    against a pattern without quotes or backslashes (scopes, permission names), so the
+    JSON text holds ``"name"`` exactly when the list does."""
+    quoted = '"' + name.replace("_", "\\_") + '"'
+    return cast(column, String).like(f"%{quoted}%", escape="\\")
 
 
 def _state_condition(state: ApiKeyState, now: datetime) -> ColumnElement[bool]:
@@ -97,6 +109,12 @@ async def list_page(
         conditions.append(ApiKey.is_active.is_(filters.is_active))
     if filters.state is not None:
         conditions.append(_state_condition(filters.state, utcnow()))
+    if filters.owner_id is not None:
+        conditions.append(ApiKey.owner_id == filters.owner_id)
+    if filters.scope is not None:
+        conditions.append(_json_list_holds(ApiKey.scopes, filters.scope))
+    if filters.permission is not None:
+        conditions.append(_json_list_holds(ApiKey.permissions, filters.permission))
     statement = visible_keys(principal).where(*conditions)
     total = await session.scalar(_counted(principal).where(*conditions))
     columns = (*_ORDER_COLUMNS[filters.order], ApiKey.uid)

@@ -6,18 +6,34 @@ Responses add a few read-only fields Palette clients ignore: ``spec.user.emailId
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from datetime import UTC, datetime
+from ipaddress import ip_address
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, StrictBool
+from pydantic import AfterValidator, AwareDatetime, Field, StrictBool, StringConstraints
 
+from keyplane.api_keys.restrictions import Credits, default_rate_limit_name, of_key
+from keyplane.auth.scopes import Scope
+from keyplane.kit.cidr import MAX_RANGES
+from keyplane.kit.credits import MAX_COST, MAX_CREDITS, Refill, RefillInterval, next_refill_at
 from keyplane.kit.pagination import ListResponse
+from keyplane.kit.permission_query import PermissionQueryError, cached_permission_query
 from keyplane.kit.schemas import ObjectMeta, PaletteModel, Rfc3339
-from keyplane.kit.validation import Description, Name
+from keyplane.kit.shared_limits import RateLimit
+from keyplane.kit.validation import Description, ExternalId, Name, SmallJsonDocument
 from keyplane.models import ApiKey, User
 
 if TYPE_CHECKING:
     from keyplane.api_keys.service import Verification
+
+MAX_RATE_LIMIT = 1_000_000_000
+MAX_WINDOW_SECONDS = 31 * 24 * 3600
+MAX_KEY_RATE_LIMITS = 10
+MAX_KEY_PERMISSIONS = 100
+MAX_KEY_ROLES = 20
+
+PermissionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+RateLimitName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]
 
 EXPIRY_DESCRIPTION = "RFC 3339 time with an offset, in the future; omitted means 30 days."
 
@@ -31,7 +47,102 @@ class ApiKeyMetadataEntity(PaletteModel):
     annotations: ApiKeyAnnotations = Field(default_factory=ApiKeyAnnotations)
 
 
-class ApiKeySpecEntity(PaletteModel):
+class RateLimitSpec(PaletteModel):
+    name: RateLimitName | None = Field(
+        default=None, description="Omitted: named after the limit and window, e.g. 10/1s."
+    )
+    limit: int = Field(ge=1, le=MAX_RATE_LIMIT, description="Requests allowed per window.")
+    window_seconds: int = Field(
+        ge=1, le=MAX_WINDOW_SECONDS, description="The window, in seconds (up to 31 days)."
+    )
+
+
+class CreditsRefillSpec(PaletteModel):
+    interval: Literal["daily", "monthly"] = Field(
+        description="daily: at 00:00 UTC; monthly: at 00:00 UTC on `day`."
+    )
+    amount: int = Field(ge=1, le=MAX_CREDITS, description="Remaining uses after a refill.")
+    day: int | None = Field(
+        default=None,
+        ge=1,
+        le=31,
+        description="monthly: day of the month (a shorter month refills on its last day); "
+        "default 1.",
+    )
+
+
+class CreditsSpec(PaletteModel):
+    remaining: int = Field(ge=0, le=MAX_CREDITS, description="Uses left; each verify spends.")
+    refill: CreditsRefillSpec | None = None
+
+
+class ApiKeyRestrictionsSpec(PaletteModel):
+    """What makes a key narrower than its owner (all optional: a key without any behaves
+    as before). On create, omitted or null means unrestricted; on update, omitted keeps
+    the current value and null removes the restriction."""
+
+    scopes: list[Scope] | None = Field(
+        default=None,
+        max_length=32,
+        description="Operations on Keyplane's API this key may call (see the scope "
+        "catalogue); null: everything its owner may do.",
+    )
+    permissions: list[PermissionName] | None = Field(
+        default=None,
+        max_length=MAX_KEY_PERMISSIONS,
+        description="The tenant's own permission names, returned by verify.",
+    )
+    permission_roles: list[PermissionName] | None = Field(
+        default=None, max_length=MAX_KEY_ROLES, description="The tenant's permission roles."
+    )
+    allowed_cidrs: list[str] | None = Field(
+        default=None,
+        max_length=MAX_RANGES,
+        description="CIDR ranges (IPv4 or IPv6) the key may be used from; null: anywhere.",
+    )
+    rate_limits: list[RateLimitSpec] | None = Field(
+        default=None, max_length=MAX_KEY_RATE_LIMITS, description="Enforced across instances."
+    )
+    credits: CreditsSpec | None = Field(
+        default=None, description="Remaining uses, spent by verify; null: unlimited."
+    )
+    owner_id: ExternalId | None = Field(
+        default=None, description="Your own id for the key's customer; returned by verify."
+    )
+    meta: SmallJsonDocument | None = Field(
+        default=None,
+        description="A JSON object (at most 4 KiB, 5 levels) returned by verify.",
+    )
+
+
+def restriction_changes(spec: ApiKeyRestrictionsSpec) -> dict[str, Any]:
+    """The restrictions a body sets, in ``api_keys.restrictions`` terms: a field left out
+    is not there; a null is None (on update: remove that restriction)."""
+    found: dict[str, Any] = {}
+    for name in spec.model_fields_set & set(ApiKeyRestrictionsSpec.model_fields):
+        value = getattr(spec, name)
+        if name == "rate_limits" and value is not None:
+            value = [
+                RateLimit(
+                    limit.name or default_rate_limit_name(limit.limit, limit.window_seconds),
+                    limit.limit,
+                    limit.window_seconds,
+                )
+                for limit in value
+            ]
+        elif name == "credits" and value is not None:
+            refill = value.refill
+            value = Credits(
+                value.remaining,
+                Refill(RefillInterval(refill.interval), refill.amount, refill.day or 1)
+                if refill is not None
+                else None,
+            )
+        found[name] = value
+    return found
+
+
+class ApiKeySpecEntity(ApiKeyRestrictionsSpec):
     expiry: AwareDatetime | None = Field(default=None, description=EXPIRY_DESCRIPTION)
     user_uid: str | None = Field(
         default=None,
@@ -59,7 +170,7 @@ class ApiKeyMetadataUpdate(PaletteModel):
     annotations: ApiKeyAnnotations | None = None
 
 
-class ApiKeySpecUpdate(PaletteModel):
+class ApiKeySpecUpdate(ApiKeyRestrictionsSpec):
     expiry: AwareDatetime | None = Field(default=None, description=EXPIRY_DESCRIPTION)
 
 
@@ -83,9 +194,22 @@ class ApiKeyUser(PaletteModel):
     email_id: str
 
 
+class CreditsRead(CreditsSpec):
+    next_refill_at: Rfc3339 | None = None
+
+
 class ApiKeySpec(PaletteModel):
     expiry: Rfc3339
     user: ApiKeyUser
+    # Keyplane's additions (restrictions); Palette clients ignore them.
+    scopes: list[str] | None = None
+    permissions: list[str] = Field(default_factory=list)
+    permission_roles: list[str] = Field(default_factory=list)
+    allowed_cidrs: list[str] | None = None
+    rate_limits: list[RateLimitSpec] = Field(default_factory=list)
+    credits: CreditsRead | None = None
+    owner_id: str | None = None
+    meta: dict[str, Any] | None = None
 
 
 class ApiKeyStatus(PaletteModel):
@@ -97,6 +221,11 @@ class ApiKeyStatus(PaletteModel):
         description="The key's last 4 characters (shown as kp_…abcd), to tell keys apart; "
         "null for keys created before Keyplane kept them.",
     )
+    restricted: bool = Field(
+        default=False,
+        description="Whether the key carries any restriction (scopes, permissions, "
+        "address ranges, rate limits or credits).",
+    )
 
 
 class ApiKeyRead(PaletteModel):
@@ -107,44 +236,134 @@ class ApiKeyRead(PaletteModel):
     status: ApiKeyStatus
 
 
+def _permission_query(text: str) -> str:
+    try:
+        cached_permission_query(text)
+    except PermissionQueryError as exc:
+        raise ValueError(f"not a permission query: {exc.message}") from None
+    return text
+
+
+def _client_address(text: str) -> str:
+    try:
+        return str(ip_address(text.strip()))
+    except ValueError:
+        raise ValueError("not an IPv4 or IPv6 address") from None
+
+
 class ApiKeyVerify(PaletteModel):
     key: str = Field(max_length=256, description="The key a caller presented to your service.")
+    permissions: Annotated[str, AfterValidator(_permission_query)] | None = Field(
+        default=None,
+        max_length=1000,
+        description='A permission query the key must satisfy, e.g. "invoices.read AND '
+        '(invoices.write OR admin)": names joined by AND and OR (AND binds tighter), with '
+        "parentheses. Otherwise INSUFFICIENT_PERMISSIONS.",
+    )
+    client_address: Annotated[str, AfterValidator(_client_address)] | None = Field(
+        default=None,
+        max_length=64,
+        description="The address your caller connects from: checked against the key's "
+        "address ranges (a key with ranges and no address here: FORBIDDEN_ADDRESS).",
+    )
+    cost: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_COST,
+        description="Credits a valid answer spends from a key that has credits (0: none).",
+    )
+
+
+class VerifiedRateLimit(PaletteModel):
+    name: str
+    limit: int
+    remaining: int
+    reset_at: Rfc3339
+
+
+VerificationCodeName = Literal[
+    "VALID",
+    "REVOKED",
+    "EXPIRED",
+    "NOT_FOUND",
+    "USER_INACTIVE",
+    "MALFORMED",
+    "FORBIDDEN_ADDRESS",
+    "INSUFFICIENT_PERMISSIONS",
+    "RATE_LIMITED",
+    "USAGE_EXCEEDED",
+]
 
 
 class ApiKeyVerification(PaletteModel):
     """Whether a key is valid now, and whose it is (only for keys of the caller's tenant)."""
 
     valid: bool
-    code: Literal["VALID", "REVOKED", "EXPIRED", "NOT_FOUND", "USER_INACTIVE", "MALFORMED"]
+    code: VerificationCodeName
     key_uid: str | None = None
     user_uid: str | None = None
     tenant_uid: str | None = None
     expiry: Rfc3339 | None = None
+    permissions: list[str] | None = Field(
+        default=None, description="The key's permissions, its roles' included."
+    )
+    owner_id: str | None = None
+    meta: dict[str, Any] | None = None
+    remaining: int | None = Field(
+        default=None, description="Credits left after this call (null: no credits)."
+    )
+    rate_limit: VerifiedRateLimit | None = Field(
+        default=None, description="The key's tightest rate limit after this call."
+    )
+    missing_permissions: list[str] | None = Field(
+        default=None, description="INSUFFICIENT_PERMISSIONS: what would satisfy the query."
+    )
 
 
 def verification_json(result: Verification) -> bytes:
-    """``verification_response`` as JSON, rendered once per key snapshot and answer: the
-    verification plane sends it on every call of a tenant's services."""
+    """``verification_response`` as JSON. An answer about the key alone is rendered once
+    per key snapshot and code (the verification plane sends it on every call of a
+    tenant's services); one that depends on the call (credits, rate limits) every time."""
     key = result.key
     if key is None:
         return _KEYLESS_ANSWERS[result.code.value]
-    rendered = key.renderings.get(result.code.value)
+    memoised = not result.depends_on_the_call
+    rendered = key.renderings.get(result.code.value) if memoised else None
     if rendered is None:
         answer = verification_response(result)
         rendered = answer.__pydantic_serializer__.to_json(answer, by_alias=True)
-        key.renderings[result.code.value] = rendered
+        if memoised:
+            key.renderings[result.code.value] = rendered
     return rendered
 
 
 def verification_response(result: Verification) -> ApiKeyVerification:
     key = result.key
+    if key is None:
+        return ApiKeyVerification(valid=result.valid, code=result.code.value)
+    decision = result.rate_limit
     return ApiKeyVerification(
         valid=result.valid,
         code=result.code.value,
-        key_uid=key.key_uid if key else None,
-        user_uid=key.user_uid if key else None,
-        tenant_uid=key.tenant_uid if key else None,
-        expiry=key.expires_at if key else None,
+        key_uid=key.key_uid,
+        user_uid=key.user_uid,
+        tenant_uid=key.tenant_uid,
+        expiry=key.expires_at,
+        permissions=sorted(key.permissions),
+        owner_id=key.owner_id,
+        meta=key.meta,
+        remaining=result.credits_remaining,
+        rate_limit=(
+            VerifiedRateLimit(
+                name=decision.limit.name,
+                limit=decision.limit.limit,
+                remaining=decision.remaining,
+                reset_at=datetime.fromtimestamp(decision.reset_at, UTC),
+            )
+            if decision is not None and decision.limit is not None
+            else None
+        ),
+        missing_permissions=list(result.missing_permissions) or None,
     )
 
 
@@ -161,6 +380,9 @@ class ApiKeyList(ListResponse):
 
 
 def api_key_read(key: ApiKey, owner: User, now: datetime) -> ApiKeyRead:
+    restrictions = of_key(key)
+    credits = restrictions.credits
+    refill = credits.refill if credits else None
     return ApiKeyRead(
         metadata=ObjectMeta(
             uid=key.uid,
@@ -177,11 +399,43 @@ def api_key_read(key: ApiKey, owner: User, now: datetime) -> ApiKeyRead:
                 last_name=owner.last_name,
                 email_id=owner.email,
             ),
+            scopes=list(restrictions.scopes) if restrictions.scopes is not None else None,
+            permissions=list(restrictions.permissions),
+            permission_roles=list(restrictions.permission_roles),
+            allowed_cidrs=(
+                list(restrictions.allowed_cidrs) if restrictions.allowed_cidrs is not None else None
+            ),
+            rate_limits=[
+                RateLimitSpec(
+                    name=limit.name, limit=limit.limit, window_seconds=limit.window_seconds
+                )
+                for limit in restrictions.rate_limits
+            ],
+            credits=(
+                CreditsRead(
+                    remaining=credits.remaining,
+                    refill=(
+                        CreditsRefillSpec(
+                            interval=refill.interval.value,
+                            amount=refill.amount,
+                            day=refill.day if refill.interval is RefillInterval.MONTHLY else None,
+                        )
+                        if refill is not None
+                        else None
+                    ),
+                    next_refill_at=next_refill_at(refill, now) if refill is not None else None,
+                )
+                if credits is not None
+                else None
+            ),
+            owner_id=restrictions.owner_id,
+            meta=restrictions.meta,
         ),
         status=ApiKeyStatus(
             is_active=key.is_active,
             is_expired=key.is_expired(now),
             last_used_timestamp=key.last_used_at,
             key_hint=key.key_hint,
+            restricted=restrictions.restricted,
         ),
     )

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.api_keys import repository
+from keyplane.api_keys import restrictions as key_rules
 from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
 from keyplane.auth import policy
+from keyplane.auth import repository as auth_repository
+from keyplane.auth import restrictions as key_restrictions
 from keyplane.auth import service as auth
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.auth.principal import AuthMethod, Principal
-from keyplane.kit.db import transaction
+from keyplane.kit.db import single_read, single_statement, transaction
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, InvalidationKind, publish
 from keyplane.kit.invalidation_feed import FeedItem, Subscription
 from keyplane.kit.key_refusals import MALFORMED, NOT_FOUND, KeyRefusal
 from keyplane.kit.keys import generate_api_key, key_hint
+from keyplane.kit.permission_query import cached_permission_query, missing_permissions
+from keyplane.kit.shared_limits import LimitDecision
 from keyplane.kit.time import rfc3339, utcnow
-from keyplane.models import ApiKey, User
+from keyplane.models import ApiKey, Role, User
 from keyplane.runtime import Runtime
 from keyplane.tenants import service as tenants
 from keyplane.users import repository as users
@@ -86,8 +92,10 @@ async def create_api_key(
     description: str | None,
     expires_at: datetime | None,
     user_uid: str | None,
+    restrictions: Mapping[str, Any] | None = None,
 ) -> tuple[ApiKey, User, str]:
-    """Returns the key, its owner, and the value: the only time the value exists."""
+    """Returns the key, its owner, and the value: the only time the value exists.
+    ``restrictions``: the fields of ``api_keys.restrictions.Restrictions`` to set."""
     policy.require_account_access(principal)
     now = utcnow()
     default_expiry = now + timedelta(days=runtime.settings.api_key_default_lifetime_days)
@@ -109,6 +117,12 @@ async def create_api_key(
             details={"field": "metadata.name"},
         )
 
+    unrestricted = key_rules.Restrictions()
+    requested = {name: value for name, value in (restrictions or {}).items() if value is not None}
+    resolved = await key_rules.resolve(
+        session, principal, Role(owner.role), unrestricted, requested, creating=True
+    )
+
     value = generate_api_key()
     key = ApiKey(
         tenant_uid=principal.tenant_uid,
@@ -123,6 +137,7 @@ async def create_api_key(
         created_at=now,
         modified_at=now,
     )
+    key_rules.write_to_key(key, resolved, unrestricted, now)
     session.add(key)
     await session.flush()
     audit.record(
@@ -133,6 +148,7 @@ async def create_api_key(
         key.uid,
         key.name,
         message=f"for {owner.email}, expires {rfc3339(expiry)}",
+        changes=key_rules.changes(unrestricted, resolved),
     )
     return key, owner, value
 
@@ -189,11 +205,19 @@ async def update_api_key(
     name: str | None,
     description: str | None,
     expires_at: datetime | None,
+    restrictions: Mapping[str, Any] | None = None,
 ) -> ApiKey:
-    """Name, description and expiry; never the value, never the owner."""
+    """Name, description, expiry and restrictions (``restrictions``: the fields of
+    ``api_keys.restrictions.Restrictions`` to change, None to remove one); never the
+    value, never the owner."""
     key, owner = await _get_for_change(session, principal, uid)
     now = utcnow()
     changed: list[str] = []
+    current = key_rules.of_key(key)
+    resolved = await key_rules.resolve(
+        session, principal, Role(owner.role), current, restrictions or {}, creating=False
+    )
+    restriction_changes = key_rules.changes(current, resolved)
     # Every check before any change: a caller that shows the error (the console) and
     # commits must not store half an edit.
     new_expiry = (
@@ -216,6 +240,11 @@ async def update_api_key(
     if new_expiry is not None:
         key.expires_at = new_expiry
         changed.append("expiry")
+    if restriction_changes:
+        key_rules.write_to_key(key, resolved, current, now)
+        changed.extend(restriction_changes)
+    if new_expiry is not None or restriction_changes:
+        # Every instance's cached snapshot goes before this answers (kit.invalidation).
         await publish(session, Invalidation.key(key.uid))
     if changed:
         key.modified_at = now
@@ -228,6 +257,7 @@ async def update_api_key(
             key.uid,
             key.name,
             message="changed " + ", ".join(changed),
+            changes=restriction_changes or None,
         )
     return key
 
@@ -268,22 +298,47 @@ class VerificationCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     USER_INACTIVE = "USER_INACTIVE"
     MALFORMED = "MALFORMED"
+    FORBIDDEN_ADDRESS = "FORBIDDEN_ADDRESS"
+    INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
+    RATE_LIMITED = "RATE_LIMITED"
+    USAGE_EXCEEDED = "USAGE_EXCEEDED"
 
 
 @dataclass(frozen=True, slots=True)
 class Verification:
     code: VerificationCode
     key: KeySnapshot | None = None
+    # Only when this answer depends on more than the key (then it is not memoised).
+    missing_permissions: tuple[str, ...] = ()
+    rate_limit: LimitDecision | None = None
+    credits_remaining: int | None = None
 
     @property
     def valid(self) -> bool:
         return self.code is VerificationCode.VALID
 
+    @property
+    def depends_on_the_call(self) -> bool:
+        return bool(self.missing_permissions) or (
+            self.rate_limit is not None or self.credits_remaining is not None
+        )
 
-async def verify_api_key(runtime: Runtime, principal: Principal, value: str) -> Verification:
+
+async def verify_api_key(
+    runtime: Runtime,
+    principal: Principal,
+    value: str,
+    *,
+    permissions: str | None = None,
+    client_address: str | None = None,
+    cost: int = 1,
+) -> Verification:
     """What a tenant's own service asks about a key its caller presented. Decided by the
     same lookup (the key cache, with its invalidation guarantees) and the same rule as a
-    key presented to Keyplane itself (``auth.service.key_verdict``)."""
+    key presented to Keyplane itself (``auth.service.key_verdict``), then the key's
+    restrictions in the order of ``auth.restrictions``: the caller's address (``client
+    Address``), the ``permissions`` query, the key's rate limits, and its credits, of which
+    a valid answer spends ``cost`` (0: check only)."""
     policy.require_key_verifier(principal)
     found = await auth.find_api_key(runtime, value.strip())
     # Scoped here rather than in a query: the snapshot is shared by every tenant's lookups,
@@ -295,8 +350,54 @@ async def verify_api_key(runtime: Runtime, principal: Principal, value: str) -> 
     refusal = auth.key_verdict(found, now)
     if refusal is not None:
         return Verification(VerificationCode(refusal.verify_code), found)
+    if key_restrictions.address_refused(found, client_address):
+        return Verification(VerificationCode.FORBIDDEN_ADDRESS, found)
+    if permissions is not None:
+        query = cached_permission_query(permissions)
+        if not query.is_satisfied_by(found.permissions):
+            missing = tuple(missing_permissions(query, found.permissions))
+            return Verification(VerificationCode.INSUFFICIENT_PERMISSIONS, found, missing)
+    decision = await key_restrictions.rate_limit(runtime, found)
+    if decision is not None and not decision.allowed:
+        return Verification(VerificationCode.RATE_LIMITED, found, rate_limit=decision)
+    remaining: int | None = None
+    if found.credits_remaining is not None:
+        remaining = await _spend_credits(runtime, found, cost, now)
+        if remaining is None:
+            return Verification(VerificationCode.USAGE_EXCEEDED, found, rate_limit=decision)
     runtime.last_used.record(found.key_uid, now)
-    return Verification(VerificationCode.VALID, found)
+    return Verification(
+        VerificationCode.VALID, found, rate_limit=decision, credits_remaining=remaining
+    )
+
+
+async def _spend_credits(
+    runtime: Runtime, found: KeySnapshot, cost: int, now: datetime
+) -> int | None:
+    """The uses left after spending ``cost`` (None: not enough). Spent in the database,
+    in one atomic statement: credits are someone's money, so every instance counts on
+    the same row. A key left with none is announced to every instance, whose API then
+    refuses it from its cache too."""
+    if cost == 0:
+        left_now = await single_read(
+            runtime.read_engine,
+            lambda connection: auth_repository.credits_left(
+                connection, found.key_uid, found.credits_refill, now
+            ),
+        )
+        return left_now if left_now else None
+    left = await single_statement(
+        runtime.read_engine,
+        lambda connection: auth_repository.spend_credits(
+            connection, found.key_uid, cost, found.credits_refill, now
+        ),
+    )
+    if left == 0:
+        # The API door refuses a key without uses from its cache: every instance must
+        # learn of it, so the snapshot goes, and comes back with the count.
+        async with transaction(runtime.sessionmaker) as session:
+            await publish(session, Invalidation.key(found.key_uid))
+    return left
 
 
 async def revoke_api_key(session: AsyncSession, principal: Principal, uid: str) -> ApiKey:

@@ -10,6 +10,8 @@ class ResourceKind(StrEnum):
     USER = "user"
     TENANT = "tenant"
     RESOURCE_LIMIT = "resourceLimit"
+    PERMISSION = "permission"
+    PERMISSION_ROLE = "permissionRole"
 
 
 class Action(StrEnum):
@@ -25,6 +27,11 @@ class Action(StrEnum):
     USER_DELETE = "user.delete"
     TENANT_CREATE = "tenant.create"
     RESOURCE_LIMIT_UPDATE = "resourceLimit.update"
+    PERMISSION_CREATE = "permission.create"
+    PERMISSION_DELETE = "permission.delete"
+    PERMISSION_ROLE_CREATE = "permissionRole.create"
+    PERMISSION_ROLE_UPDATE = "permissionRole.update"
+    PERMISSION_ROLE_DELETE = "permissionRole.delete"
     LOGIN = "auth.login"
     LOGOUT = "auth.logout"
     # Failed authentications from one address over its limit (at most one per interval).

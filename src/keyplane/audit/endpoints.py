@@ -24,7 +24,7 @@ async def list_audits(
     runtime: RuntimeDep,
     page: Annotated[PageRequest, Depends(page_request)],
     resource_kind: Annotated[
-        Literal["apiKey", "user", "tenant", "resourceLimit"] | None,
+        Literal["apiKey", "user", "tenant", "resourceLimit", "permission", "permissionRole"] | None,
         Query(alias="resourceKind"),
     ] = None,
     resource_uid: Annotated[str | None, Query(alias="resourceUid", max_length=64)] = None,

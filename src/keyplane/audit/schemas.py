@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import Field
 
 from keyplane.kit.pagination import ListResponse
 from keyplane.kit.schemas import PaletteModel, Rfc3339
@@ -35,6 +37,11 @@ class AuditResource(PaletteModel):
     label: str
 
 
+class AuditChange(PaletteModel):
+    old: Any = None
+    new: Any = None
+
+
 class AuditSpec(PaletteModel):
     action_msg: str
     action_type: str
@@ -42,6 +49,11 @@ class AuditSpec(PaletteModel):
     content_msg: str
     resource: AuditResource
     user_msg: str
+    changes: dict[str, AuditChange] | None = Field(
+        default=None,
+        description="What the change changed, by field (Keyplane's addition; e.g. a key's "
+        "scopes, permissions, address ranges, rate limits and credits).",
+    )
 
 
 class AuditRead(PaletteModel):
@@ -95,5 +107,10 @@ def audit_read(event: AuditEvent, org: str) -> AuditRead:
                 label=event.resource_name,
             ),
             user_msg=event.message,
+            changes=(
+                {name: AuditChange(**change) for name, change in event.changes.items()}
+                if event.changes
+                else None
+            ),
         ),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,7 @@ def _event(
     resource_name: str,
     outcome: Outcome,
     message: str,
+    changes: dict[str, Any] | None = None,
 ) -> AuditEvent:
     system = principal.method is AuthMethod.SYSTEM
     return AuditEvent(
@@ -43,6 +45,7 @@ def _event(
         outcome=outcome.value,
         client_address=principal.client_address[:64],
         message=message[:512],
+        changes=changes or None,
     )
 
 
@@ -56,9 +59,14 @@ def record(
     *,
     outcome: Outcome = Outcome.SUCCESS,
     message: str = "",
+    changes: dict[str, Any] | None = None,
 ) -> None:
-    """Part of the caller's transaction: the record exists exactly when the change does."""
-    session.add(_event(principal, action, kind, resource_uid, resource_name, outcome, message))
+    """Part of the caller's transaction: the record exists exactly when the change does.
+    ``changes``: what the change changed, ``{"field": {"old": ..., "new": ...}}`` (never
+    a secret)."""
+    session.add(
+        _event(principal, action, kind, resource_uid, resource_name, outcome, message, changes)
+    )
 
 
 async def record_separately(

@@ -56,7 +56,10 @@ async def get_principal(
     api_key: Annotated[str | None, Security(api_key_header)],
     authorization: Annotated[str | None, Security(authorization_header)],
 ) -> Principal:
-    return await authenticate_request(request, runtime, api_key, authorization)
+    # The route's operation id: what a key's scopes are about (auth.scopes).
+    route = request.scope.get("route")
+    operation_id = getattr(route, "operation_id", None)
+    return await authenticate_request(request, runtime, api_key, authorization, operation_id)
 
 
 def request_credentials(request: Request) -> tuple[str | None, str | None]:
@@ -78,7 +81,11 @@ def request_credentials(request: Request) -> tuple[str | None, str | None]:
 
 
 async def authenticate_request(
-    request: Request, runtime: Runtime, api_key: str | None, authorization: str | None
+    request: Request,
+    runtime: Runtime,
+    api_key: str | None,
+    authorization: str | None,
+    operation_id: str | None,
 ) -> Principal:
     """The credential of a request, turned into its Principal: the one rule for every door
     (FastAPI's dependency, the verification plane)."""
@@ -94,7 +101,9 @@ async def authenticate_request(
         )
     try:
         if api_key is not None:
-            return await service.authenticate_api_key(runtime, api_key.strip(), address)
+            return await service.authenticate_api_key(
+                runtime, api_key.strip(), address, operation_id
+            )
         assert authorization is not None
         scheme, _, rest = authorization.strip().partition(" ")
         token = rest.strip() if scheme.lower() == "bearer" else authorization.strip()

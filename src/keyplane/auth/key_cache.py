@@ -23,8 +23,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
+from keyplane.kit.credits import Refill
 from keyplane.kit.invalidation import Invalidation, InvalidationKind
+from keyplane.kit.shared_limits import RateLimit
 
 # The share of the max age after which a used entry is read again in the background.
 REFRESH_AHEAD = 0.8
@@ -50,6 +53,18 @@ class KeySnapshot:
     user_active: bool
     key_active: bool
     expires_at: datetime
+    # What makes the key narrower than its owner (api_keys.restrictions); the defaults
+    # are a key without restrictions.
+    scopes: frozenset[str] | None = None
+    # Effective: its own and those of its permission roles.
+    permissions: frozenset[str] = frozenset()
+    allowed_cidrs: tuple[str, ...] | None = None
+    rate_limits: tuple[RateLimit, ...] = ()
+    credits_remaining: int | None = None
+    credits_refill: Refill | None = None
+    credits_refilled_at: datetime | None = None
+    owner_id: str | None = None
+    meta: dict[str, Any] | None = field(default=None, compare=False)
     # Answers rendered from this snapshot (e.g. verify's JSON), kept with it: they can only
     # change when the snapshot itself is replaced, and a snapshot is never changed.
     renderings: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)

@@ -27,6 +27,9 @@ class Principal:
     # The session or key uid the request authenticated with ("" for the system).
     credential_uid: str
     client_address: str = ""
+    # An API key's restrictions that bound what it may give other keys (None: none).
+    scopes: frozenset[str] | None = None
+    allowed_cidrs: tuple[str, ...] | None = None
 
     @property
     def is_tenant_admin(self) -> bool:

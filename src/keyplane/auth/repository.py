@@ -4,13 +4,18 @@ scoped by a principal: each finds one row by a keyed hash or by tenant and email
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import Integer, case, delete, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from keyplane.auth.key_cache import KeySnapshot
+from keyplane.kit.credits import Refill, latest_refill_at, refill_due
+from keyplane.kit.shared_limits import RateLimit
 from keyplane.models import ApiKey, AuthSession, LoginLockout, Tenant, User
+from keyplane.models.base import UTCDateTime
+from keyplane.permissions.repository import role_permissions
 
 
 async def find_key_snapshot(
@@ -18,7 +23,8 @@ async def find_key_snapshot(
 ) -> KeySnapshot | None:
     """What a decision on the key needs, as plain columns: no ORM objects to build on the
     path every uncached request takes. One statement, so it may run without a transaction
-    around it (``kit.db.single_read``)."""
+    around it (``kit.db.single_read``); a key with permission roles takes a second one for
+    the roles' permissions."""
     statement = (
         select(
             ApiKey.uid,
@@ -33,6 +39,16 @@ async def find_key_snapshot(
             User.is_active,
             ApiKey.is_active,
             ApiKey.expires_at,
+            ApiKey.scopes,
+            ApiKey.permissions,
+            ApiKey.permission_roles,
+            ApiKey.allowed_cidrs,
+            ApiKey.rate_limits,
+            ApiKey.credits_remaining,
+            ApiKey.credits_refill,
+            ApiKey.credits_refilled_at,
+            ApiKey.owner_id,
+            ApiKey.meta,
         )
         .join(User, User.uid == ApiKey.user_uid)
         .join(Tenant, Tenant.uid == ApiKey.tenant_uid)
@@ -41,8 +57,14 @@ async def find_key_snapshot(
     row = (await connection.execute(statement)).first()
     if row is None:
         return None
-    (key_uid, stored_hash, tenant_uid, tenant_name, user_uid, email) = row[:6]
-    (first_name, last_name, role, user_active, key_active, expires_at) = row[6:]
+    columns: tuple[Any, ...] = tuple(row)
+    (key_uid, stored_hash, tenant_uid, tenant_name, user_uid, email) = columns[:6]
+    (first_name, last_name, role, user_active, key_active, expires_at) = columns[6:12]
+    (scopes, permissions, roles, cidrs, rate_limits, remaining, refill) = columns[12:19]
+    (refilled_at, owner_id, meta) = columns[19:]
+    effective = set(permissions or ())
+    if roles:
+        effective |= await role_permissions(connection, tenant_uid, roles)
     return KeySnapshot(
         key_uid=key_uid,
         key_hash=stored_hash,
@@ -56,6 +78,18 @@ async def find_key_snapshot(
         user_active=user_active,
         key_active=key_active,
         expires_at=expires_at,
+        scopes=frozenset(scopes) if scopes is not None else None,
+        permissions=frozenset(effective),
+        allowed_cidrs=tuple(cidrs) if cidrs is not None else None,
+        rate_limits=tuple(
+            RateLimit(str(limit["name"]), int(limit["limit"]), int(limit["windowSeconds"]))
+            for limit in rate_limits or ()
+        ),
+        credits_remaining=remaining,
+        credits_refill=Refill.from_json(refill),
+        credits_refilled_at=refilled_at,
+        owner_id=owner_id,
+        meta=meta,
     )
 
 
@@ -178,3 +212,55 @@ async def prune_login_lockouts(
         .where(LoginLockout.last_failed_at < stale_before)
         .where(or_(LoginLockout.locked_until.is_(None), LoginLockout.locked_until <= now))
     )
+
+
+async def spend_credits(
+    connection: AsyncConnection, key_uid: str, cost: int, refill: Refill | None, now: datetime
+) -> int | None:
+    """Takes ``cost`` uses from a key, refilling it first when a refill is owed
+    (``kit.credits``), in one atomic statement: concurrent spends on any instance never
+    take the count below zero nor refill twice. The uses left, or None when there were
+    not enough (nothing is spent then). On the credential path, by the key found."""
+    remaining = ApiKey.credits_remaining
+    if refill is None:
+        statement = (
+            update(ApiKey)
+            .where(ApiKey.uid == key_uid, remaining >= cost)
+            .values(credits_remaining=remaining - cost)
+        )
+    else:
+        owed = or_(
+            ApiKey.credits_refilled_at.is_(None),
+            ApiKey.credits_refilled_at < latest_refill_at(refill, now),
+        )
+        available = case((owed, literal(refill.amount, Integer())), else_=remaining)
+        statement = (
+            update(ApiKey)
+            .where(ApiKey.uid == key_uid, remaining.is_not(None), available >= cost)
+            .values(
+                credits_remaining=available - cost,
+                credits_refilled_at=case(
+                    (owed, literal(now, UTCDateTime())), else_=ApiKey.credits_refilled_at
+                ),
+            )
+        )
+    row = (await connection.execute(statement.returning(remaining))).first()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+async def credits_left(
+    connection: AsyncConnection, key_uid: str, refill: Refill | None, now: datetime
+) -> int | None:
+    """The uses a key has now (a refill owed counted as done), without spending any."""
+    row = (
+        await connection.execute(
+            select(ApiKey.credits_remaining, ApiKey.credits_refilled_at).where(
+                ApiKey.uid == key_uid
+            )
+        )
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    if refill is not None and refill_due(refill, row[1], now):
+        return refill.amount
+    return int(row[0])

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
-from keyplane.auth import repository, throttling
+from keyplane.auth import repository, restrictions, throttling
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.auth.principal import AuthMethod, Principal
 from keyplane.auth.throttling import Claimed, CredentialRefused
@@ -87,7 +87,13 @@ async def find_api_key(runtime: Runtime, value: str) -> KeySnapshot | KeyRefusal
     return snapshot
 
 
-async def authenticate_api_key(runtime: Runtime, value: str, client_address: str) -> Principal:
+async def authenticate_api_key(
+    runtime: Runtime, value: str, client_address: str, operation_id: str | None = None
+) -> Principal:
+    """The key's principal for a request to ``operation_id`` (the route's OpenAPI
+    operation id: what a key's scopes are about; None outside a route, where a key with
+    scopes is refused). 401 for a key that is no good; 403 or 429 for a good key used
+    beyond its restrictions (``auth.restrictions``)."""
     found = await find_api_key(runtime, value)
     if isinstance(found, KeyRefusal):
         raise Unauthorized(found.message, code=found.api_code)
@@ -102,6 +108,9 @@ async def authenticate_api_key(runtime: Runtime, value: str, client_address: str
             code=refusal.api_code,
             claimed=Claimed(_key_principal(found, client_address), f"API key {found.key_uid}"),
         )
+    refused = await restrictions.api_refusal(runtime, found, client_address, operation_id, now)
+    if refused is not None:
+        raise refused
     runtime.last_used.record(found.key_uid, now)
     return _key_principal(found, client_address)
 
@@ -118,6 +127,8 @@ def _key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
         method=AuthMethod.API_KEY,
         credential_uid=snapshot.key_uid,
         client_address=client_address,
+        scopes=snapshot.scopes,
+        allowed_cidrs=snapshot.allowed_cidrs,
     )
 
 
@@ -231,9 +242,9 @@ async def login(
 
     Refused before any password check: a client address over its failure limit (even with
     the right password, or guessing could go on at full speed), and a locked email."""
-    limiter = runtime.auth_failures
+    failures = throttling.FailureCounts(runtime, client_address)
     email = email.strip().lower()
-    if limiter.exhausted(client_address):
+    if await failures.exhausted():
 
         async def accounts() -> list[Claimed]:
             async with transaction(runtime.sessionmaker, writes=False) as session:
@@ -249,7 +260,7 @@ async def login(
         throttling.check_not_locked(lockout, utcnow())
     except RateLimited:
         # Refused all the same: it spends the address's failure budget like a wrong password.
-        limiter.record_failure(client_address)
+        await failures.record()
         raise
     if len(candidates) > 1:
         # Without an org, only the password tells the accounts apart; and only someone who
@@ -274,7 +285,7 @@ async def login(
             runtime.password_hasher.verify, user.password_hash if user else None, password
         )
     if user is None or tenant is None or not password_ok:
-        limiter.record_failure(client_address)
+        await failures.record()
         locked = await throttling.record_wrong_password(
             runtime,
             subject,
@@ -375,7 +386,7 @@ async def refuse_if_over_limit(
 ) -> None:
     """Takes a failure token for a refused key or token; raises 429 instead of the 401
     once the client has none left."""
-    if runtime.auth_failures.record_failure(client_address):
+    if await throttling.FailureCounts(runtime, client_address).record():
         return
 
     async def claimed() -> Sequence[Claimed]:

@@ -2,8 +2,9 @@
 
 Two limits, for two attacks:
 
-- Per client address (``runtime.auth_failures``, a token bucket in each process): one
-  source trying many keys, tokens or passwords. Only failures take tokens, so valid
+- Per client address (``FailureCounts``: a token bucket on the shared counters of
+  ``runtime.limiter``, so that it holds across instances with Redis, and per process
+  without): one source trying many keys, tokens or passwords. Only failures take tokens, so valid
   credentials are never slowed down. Refusals are audited, but at most once per address
   per report interval (``FailureLimiter.should_report``), so that refused requests cannot
   be turned into an unbounded number of stored records. An audit record belongs to a
@@ -61,6 +62,29 @@ def claimed_by(error: Unauthorized) -> Sequence[Claimed]:
     return (error.claimed,) if isinstance(error, CredentialRefused) else ()
 
 
+class FailureCounts:
+    """One client address's failed-authentication bucket, on the shared counters (Redis
+    when configured). If Redis cannot answer, the bucket is not enforced (it fails open
+    like every rate limit); refusals of bad credentials themselves never depend on it.
+    Whether a refusal is due for the audit log stays per process (``auth_failures``)."""
+
+    def __init__(self, runtime: Runtime, client_address: str) -> None:
+        self.limiter = runtime.limiter
+        self.subject = f"addr:{client_address}"
+        self.rate = runtime.settings.auth_failure_rate_per_second
+        self.burst = runtime.settings.auth_failure_burst
+
+    async def exhausted(self) -> bool:
+        return await self.limiter.exhausted(self.subject, self.rate, self.burst)
+
+    async def record(self) -> bool:
+        """Takes a token; False when there was none left (the address is over its limit)."""
+        return await self.limiter.record_failure(self.subject, self.rate, self.burst)
+
+    async def retry_after(self) -> int:
+        return await self.limiter.retry_after(self.subject, self.rate, self.burst)
+
+
 async def refuse_over_limit(
     runtime: Runtime,
     client_address: str,
@@ -68,9 +92,8 @@ async def refuse_over_limit(
     find_claimed: Callable[[], Awaitable[Sequence[Claimed]]],
 ) -> RateLimited:
     """The 429 for a client over its failure limit, recorded when one is due."""
-    limiter = runtime.auth_failures
-    retry_after = limiter.retry_after(client_address)
-    if limiter.should_report(client_address):
+    retry_after = await FailureCounts(runtime, client_address).retry_after()
+    if runtime.auth_failures.should_report(client_address):
         interval = runtime.settings.auth_failure_report_interval_seconds
         logger.warning(
             "failed authentications from %s are over the limit (last: %s); refusing them "

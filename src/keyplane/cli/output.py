@@ -23,7 +23,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from keyplane.client import ApiKey, AuditEvent, ResourceLimit, User
+from keyplane.client import ApiKey, AuditEvent, CreditsRefill, RateLimit, ResourceLimit, User
 from keyplane.kit.keys import hint_display
 
 _PADDING = 2
@@ -215,8 +215,58 @@ def key_details(key: ApiKey) -> None:
             ("Created", when(key.created_at)),
             ("Modified", when(key.modified_at)),
             ("Last used", when(key.last_used_at, "never")),
+            *restriction_details(key),
         ]
     )
+
+
+# Largest first: a window is shown in the largest unit that divides it (600 s is 10m).
+_WINDOW_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def rate_text(rate: RateLimit) -> str:
+    """``keys create --rate``'s notation: ``100/1s``, ``1000/10m``; ``burst=20/1s`` when
+    the limit has a name of its own (the server names the others ``100/1s``, ``1000/600s``)."""
+    unit, size = next(
+        (unit, size) for unit, size in _WINDOW_UNITS if rate.window_seconds % size == 0
+    )
+    text = f"{rate.limit}/{rate.window_seconds // size}{unit}"
+    default_name = f"{rate.limit}/{rate.window_seconds}s"
+    return text if rate.name in (None, default_name) else f"{rate.name}={text}"
+
+
+def refill_text(refill: CreditsRefill) -> str:
+    """``keys create --refill``'s notation: ``daily:500``, ``monthly:1000:1``."""
+    if refill.interval == "daily":
+        return f"daily:{refill.amount}"
+    return f"monthly:{refill.amount}:{refill.day or 1}"
+
+
+def restriction_details(key: ApiKey) -> list[tuple[str, str]]:
+    """A row per restriction the key has, in ``keys create``'s notation; none for a key
+    without any."""
+    rows: list[tuple[str, str]] = []
+    if key.scopes is not None:
+        rows.append(("Scopes", ", ".join(key.scopes) or "none"))
+    if key.permissions:
+        rows.append(("Permissions", ", ".join(key.permissions)))
+    if key.permission_roles:
+        rows.append(("Permission roles", ", ".join(key.permission_roles)))
+    if key.allowed_cidrs is not None:
+        rows.append(("Allowed from", ", ".join(key.allowed_cidrs) or "nowhere"))
+    if key.rate_limits:
+        rows.append(("Rate limits", ", ".join(rate_text(limit) for limit in key.rate_limits)))
+    if key.credits is not None:
+        credits = f"{key.credits.remaining} left"
+        if key.credits.refill is not None:
+            credits += f", refill {refill_text(key.credits.refill)}"
+            credits += f" (next {when(key.credits.next_refill_at)})"
+        rows.append(("Credits", credits))
+    if key.owner_id is not None:
+        rows.append(("Owner ID", key.owner_id))
+    if key.meta is not None:
+        rows.append(("Meta", json.dumps(key.meta, ensure_ascii=False, sort_keys=True)))
+    return rows
 
 
 def show_key(key: ApiKey, output: OutputFormat) -> None:

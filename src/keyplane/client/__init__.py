@@ -7,9 +7,14 @@ with Client("http://127.0.0.1:8000", api_key="kp_...") as keyplane:
     print(created.value)            # the only time the value is available
     for key in keyplane.list_api_keys(active=True):
         print(key.name, key.expires_at)
+
+Restricted keys: ``create_api_key(..., permissions=["invoices.read"], rate_limits=
+[RateLimit(limit=100, window_seconds=1)], credits=Credits(remaining=1000))``; on
+``update_api_key`` a restriction left out is kept and None removes it.
 """
 
 from keyplane.client._async import AsyncClient
+from keyplane.client._core import UNCHANGED
 from keyplane.client._sync import Client
 from keyplane.client.errors import (
     AuthenticationError,
@@ -26,13 +31,20 @@ from keyplane.client.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    Credits,
+    CreditsRefill,
     KeyVerification,
+    Permission,
+    PermissionRole,
+    RateLimit,
     ResourceLimit,
     User,
     UserInfo,
+    VerifiedRateLimit,
 )
 
 __all__ = [
+    "UNCHANGED",
     "ApiKey",
     "AsyncClient",
     "AuditEvent",
@@ -41,14 +53,20 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "CreatedApiKey",
+    "Credits",
+    "CreditsRefill",
     "KeyVerification",
     "KeyplaneError",
     "NotFound",
+    "Permission",
     "PermissionDenied",
+    "PermissionRole",
+    "RateLimit",
     "RateLimited",
     "ResourceLimit",
     "ServerError",
     "User",
     "UserInfo",
     "ValidationError",
+    "VerifiedRateLimit",
 ]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -10,13 +10,17 @@ from typing import Any, TypeVar
 import httpx
 
 from keyplane.client import _core as calls
-from keyplane.client._core import Call, Credentials, Page
-from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError
+from keyplane.client._core import UNCHANGED, Call, Change, Credentials, Page, Restrictions
+from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError, NotFound
 from keyplane.client.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    Credits,
     KeyVerification,
+    Permission,
+    PermissionRole,
+    RateLimit,
     ResourceLimit,
     User,
     UserInfo,
@@ -169,9 +173,35 @@ class AsyncClient:
         description: str | None = None,
         expires_at: datetime | None = None,
         user_uid: str | None = None,
+        *,
+        scopes: Sequence[str] | None = None,
+        permissions: Sequence[str] | None = None,
+        permission_roles: Sequence[str] | None = None,
+        allowed_cidrs: Sequence[str] | None = None,
+        rate_limits: Sequence[RateLimit] | None = None,
+        credits: Credits | None = None,
+        owner_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> CreatedApiKey:
-        """Create a key; the returned ``value`` is the only copy there will ever be."""
-        return await self._execute(calls.create_api_key(name, description, expires_at, user_uid))
+        """Create a key; the returned ``value`` is the only copy there will ever be.
+
+        Restrictions (None: none): ``scopes``, the operations of Keyplane's API it may call;
+        ``permissions`` and ``permission_roles``, the tenant's own, returned by verify;
+        ``allowed_cidrs``, where it may be used from; ``rate_limits``; ``credits``, uses
+        that verify spends; ``owner_id`` and ``meta``, returned by verify."""
+        restrictions = Restrictions(
+            scopes=scopes,
+            permissions=permissions,
+            permission_roles=permission_roles,
+            allowed_cidrs=allowed_cidrs,
+            rate_limits=rate_limits,
+            credits=credits,
+            owner_id=owner_id,
+            meta=meta,
+        )
+        return await self._execute(
+            calls.create_api_key(name, description, expires_at, user_uid, restrictions)
+        )
 
     async def update_api_key(
         self,
@@ -180,8 +210,29 @@ class AsyncClient:
         name: str | None = None,
         description: str | None = None,
         expires_at: datetime | None = None,
+        scopes: Change[Sequence[str]] = UNCHANGED,
+        permissions: Change[Sequence[str]] = UNCHANGED,
+        permission_roles: Change[Sequence[str]] = UNCHANGED,
+        allowed_cidrs: Change[Sequence[str]] = UNCHANGED,
+        rate_limits: Change[Sequence[RateLimit]] = UNCHANGED,
+        credits: Change[Credits] = UNCHANGED,
+        owner_id: Change[str] = UNCHANGED,
+        meta: Change[Mapping[str, Any]] = UNCHANGED,
     ) -> ApiKey:
-        await self._execute(calls.update_api_key(uid, name, description, expires_at))
+        """Change what is given and keep the rest. ``name``, ``description`` and
+        ``expires_at``: None keeps. A restriction left out keeps its value; None removes
+        it (``credits=None``: unlimited uses again)."""
+        restrictions = Restrictions(
+            scopes=scopes,
+            permissions=permissions,
+            permission_roles=permission_roles,
+            allowed_cidrs=allowed_cidrs,
+            rate_limits=rate_limits,
+            credits=credits,
+            owner_id=owner_id,
+            meta=meta,
+        )
+        await self._execute(calls.update_api_key(uid, name, description, expires_at, restrictions))
         return await self.get_api_key(uid)
 
     async def revoke_api_key(self, uid: str) -> None:
@@ -193,9 +244,28 @@ class AsyncClient:
     async def delete_api_key(self, uid: str) -> None:
         await self._execute(calls.delete_api_key(uid))
 
-    async def verify_api_key(self, value: str) -> KeyVerification:
-        """Ask whether a key presented to your service is valid (tenant admin or verifier)."""
-        return await self._execute(calls.verify_api_key(value))
+    async def verify_api_key(
+        self,
+        value: str,
+        *,
+        permissions: str | None = None,
+        client_address: str | None = None,
+        cost: int | None = None,
+    ) -> KeyVerification:
+        """Ask whether a key presented to your service is valid (tenant admin or verifier).
+
+        ``permissions``: a query the key must satisfy, such as ``"invoices.read AND
+        (invoices.write OR admin)"`` (else INSUFFICIENT_PERMISSIONS, with
+        ``missing_permissions``). ``client_address``: your caller's address, checked
+        against the key's address ranges (a key with ranges and no address:
+        FORBIDDEN_ADDRESS). ``cost``: credits a valid answer spends from a key with
+        credits (default 1; 0 only checks). Each verify also counts against the key's rate
+        limits, so it is not retried once it may have reached Keyplane (unless cost is 0)."""
+        return await self._execute(
+            calls.verify_api_key(
+                value, permissions=permissions, client_address=client_address, cost=cost
+            )
+        )
 
     async def invalidation_events(
         self, *, read_timeout: float = 40.0
@@ -230,6 +300,68 @@ class AsyncClient:
                             data.append(value)
         except httpx.TransportError as error:
             raise ConnectionFailed(f"Lost Keyplane's invalidation feed: {error!r}") from error
+
+    # --- the tenant's permissions and permission roles (tenant admins) ---------------
+
+    def list_permissions(self) -> AsyncIterator[Permission]:
+        """The tenant's permission names, by name."""
+        return self._pages(calls.list_permissions_page)
+
+    async def create_permission(self, name: str, *, description: str | None = None) -> Permission:
+        """Define a permission name (``invoices.read``) for keys and roles to carry."""
+        return await self._execute(calls.create_permission(name, description))
+
+    async def delete_permission(self, uid: str) -> None:
+        """Every role and key of the tenant loses the permission."""
+        await self._execute(calls.delete_permission(uid))
+
+    def list_permission_roles(self) -> AsyncIterator[PermissionRole]:
+        """The tenant's permission roles, by name."""
+        return self._pages(calls.list_permission_roles_page)
+
+    async def get_permission_role(self, uid: str) -> PermissionRole:
+        """One role, found in the list (the API has no single-role read)."""
+        roles = [role async for role in self.list_permission_roles()]
+        for role in roles:
+            if role.uid == uid:
+                return role
+        raise NotFound("No such permission role.", status_code=404, code="PermissionRoleNotFound")
+
+    async def create_permission_role(
+        self,
+        name: str,
+        permissions: Sequence[str] = (),
+        *,
+        description: str | None = None,
+    ) -> PermissionRole:
+        """Define a role bundling some of the tenant's permissions."""
+        return await self._execute(calls.create_permission_role(name, description, permissions))
+
+    async def update_permission_role(
+        self,
+        uid: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        permissions: Sequence[str] | None = None,
+    ) -> PermissionRole:
+        """Change what is given (None keeps; ``description=""`` clears it). The API
+        replaces a role whole, so the others are read first and sent back as they were.
+        Keys holding the role follow it at once, under its new name."""
+        current = await self.get_permission_role(uid)
+        await self._execute(
+            calls.replace_permission_role(
+                uid,
+                current.name if name is None else name,
+                (current.description if description is None else description) or None,
+                current.permissions if permissions is None else permissions,
+            )
+        )
+        return await self.get_permission_role(uid)
+
+    async def delete_permission_role(self, uid: str) -> None:
+        """Every key of the tenant loses the role."""
+        await self._execute(calls.delete_permission_role(uid))
 
     def list_users(self) -> AsyncIterator[User]:
         return self._pages(calls.list_users_page)

@@ -3,12 +3,13 @@ credentials, the retry policy and the error mapping. The two clients only send."
 
 from __future__ import annotations
 
+import enum
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import httpx
 
@@ -17,7 +18,11 @@ from keyplane.client.models import (
     ApiKey,
     AuditEvent,
     CreatedApiKey,
+    Credits,
     KeyVerification,
+    Permission,
+    PermissionRole,
+    RateLimit,
     ResourceLimit,
     User,
     UserInfo,
@@ -83,6 +88,68 @@ def _compact(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+class Unchanged(enum.Enum):
+    """The type of ``UNCHANGED``."""
+
+    UNCHANGED = "UNCHANGED"
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+"""The default of ``update_api_key``'s restrictions: keep what the key has. (None removes
+the restriction.)"""
+
+Change: TypeAlias = T | Unchanged | None
+
+
+@dataclass(frozen=True)
+class Restrictions:
+    """A key's restrictions as a create or update sends them: a field left UNCHANGED is
+    not sent (on create: unrestricted; on update: kept); None is sent as null (on update:
+    removed)."""
+
+    scopes: Change[Sequence[str]] = UNCHANGED
+    permissions: Change[Sequence[str]] = UNCHANGED
+    permission_roles: Change[Sequence[str]] = UNCHANGED
+    allowed_cidrs: Change[Sequence[str]] = UNCHANGED
+    rate_limits: Change[Sequence[RateLimit]] = UNCHANGED
+    credits: Change[Credits] = UNCHANGED
+    owner_id: Change[str] = UNCHANGED
+    meta: Change[Mapping[str, Any]] = UNCHANGED
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        lists = {
+            "scopes": self.scopes,
+            "permissions": self.permissions,
+            "permissionRoles": self.permission_roles,
+            "allowedCidrs": self.allowed_cidrs,
+        }
+        for name, names in lists.items():
+            if names is not UNCHANGED:
+                body[name] = _names(names)
+        if self.rate_limits is not UNCHANGED:
+            body["rateLimits"] = (
+                None if self.rate_limits is None else [limit.to_api() for limit in self.rate_limits]
+            )
+        if self.credits is not UNCHANGED:
+            body["credits"] = None if self.credits is None else self.credits.to_api()
+        if self.owner_id is not UNCHANGED:
+            body["ownerId"] = self.owner_id
+        if self.meta is not UNCHANGED:
+            body["meta"] = None if self.meta is None else dict(self.meta)
+        return body
+
+
+def _names(names: Sequence[str] | None) -> list[str] | None:
+    if isinstance(names, str):
+        # A lone string would be sent as its characters.
+        raise TypeError(f"a list of names is needed, not the string {names!r}")
+    return None if names is None else list(names)
+
+
 # --- The calls -------------------------------------------------------------------------
 
 
@@ -143,11 +210,14 @@ def create_api_key(
     description: str | None,
     expires_at: datetime | None,
     user_uid: str | None,
+    restrictions: Restrictions | None = None,
 ) -> Call[CreatedApiKey]:
     metadata: dict[str, Any] = {"name": name}
     if description is not None:
         metadata["annotations"] = {"description": description}
     spec = _compact({"expiry": _rfc3339(expires_at) if expires_at else None, "userUid": user_uid})
+    # On create a null is the same as leaving the field out: unrestricted.
+    spec.update(_compact((restrictions or Restrictions()).to_api()))
 
     def parse(response: httpx.Response) -> CreatedApiKey:
         body = response.json()
@@ -159,12 +229,17 @@ def create_api_key(
 
 
 def update_api_key(
-    uid: str, name: str | None, description: str | None, expires_at: datetime | None
+    uid: str,
+    name: str | None,
+    description: str | None,
+    expires_at: datetime | None,
+    restrictions: Restrictions | None = None,
 ) -> Call[None]:
     metadata: dict[str, Any] = _compact({"name": name})
     if description is not None:
         metadata["annotations"] = {"description": description}
     spec = _compact({"expiry": _rfc3339(expires_at) if expires_at else None})
+    spec.update((restrictions or Restrictions()).to_api())
     return Call("PUT", f"/v1/apiKeys/{uid}", _nothing, json={"metadata": metadata, "spec": spec})
 
 
@@ -176,17 +251,94 @@ def delete_api_key(uid: str) -> Call[None]:
     return Call("DELETE", f"/v1/apiKeys/{uid}", _nothing)
 
 
-def verify_api_key(value: str) -> Call[KeyVerification]:
+def verify_api_key(
+    value: str,
+    permissions: str | None = None,
+    client_address: str | None = None,
+    cost: int | None = None,
+) -> Call[KeyVerification]:
+    body = _compact(
+        {"key": value, "permissions": permissions, "clientAddress": client_address, "cost": cost}
+    )
     return Call(
         "POST",
         "/v1/apiKeys/verify",
         lambda response: KeyVerification.from_api(response.json()),
-        json={"key": value},
+        json=body,
+        # A verify spends the key's credits (``cost``, default 1) and counts against its
+        # rate limits: sent again after it may have been answered, it could spend twice.
+        # Only a check that spends nothing (cost 0) is retried.
+        idempotent=cost == 0,
     )
 
 
 def invalidations() -> Call[None]:
     return Call("GET", "/v1/apiKeys/invalidations", _nothing)
+
+
+def list_permissions_page(offset: int, limit: int = PAGE_SIZE) -> Call[Page[Permission]]:
+    params = {"offset": offset, "limit": limit}
+    return Call("GET", "/v1/permissions", _page_parser(Permission.from_api), params=params)
+
+
+def _named(name: str, description: str | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if description is not None:
+        metadata["annotations"] = {"description": description}
+    return metadata
+
+
+def create_permission(name: str, description: str | None) -> Call[Permission]:
+    return Call(
+        "POST",
+        "/v1/permissions",
+        lambda response: Permission.from_api(response.json()),
+        json={"metadata": _named(name, description)},
+        idempotent=False,
+    )
+
+
+def delete_permission(uid: str) -> Call[None]:
+    return Call("DELETE", f"/v1/permissions/{uid}", _nothing)
+
+
+def list_permission_roles_page(offset: int, limit: int = PAGE_SIZE) -> Call[Page[PermissionRole]]:
+    params = {"offset": offset, "limit": limit}
+    return Call("GET", "/v1/permissionRoles", _page_parser(PermissionRole.from_api), params=params)
+
+
+def create_permission_role(
+    name: str, description: str | None, permissions: Sequence[str]
+) -> Call[PermissionRole]:
+    return Call(
+        "POST",
+        "/v1/permissionRoles",
+        lambda response: PermissionRole.from_api(response.json()),
+        json={
+            "metadata": _named(name, description),
+            "spec": {"permissions": _names(permissions)},
+        },
+        idempotent=False,
+    )
+
+
+def replace_permission_role(
+    uid: str, name: str, description: str | None, permissions: Sequence[str]
+) -> Call[None]:
+    """``PUT`` replaces the role whole: its name, description (None: none) and permissions."""
+    return Call(
+        "PUT",
+        f"/v1/permissionRoles/{uid}",
+        _nothing,
+        json={
+            "metadata": _named(name, description),
+            "spec": {"permissions": _names(permissions)},
+        },
+    )
+
+
+def delete_permission_role(uid: str) -> Call[None]:
+    return Call("DELETE", f"/v1/permissionRoles/{uid}", _nothing)
 
 
 def list_users_page(offset: int, limit: int = PAGE_SIZE) -> Call[Page[User]]:

@@ -12,10 +12,29 @@ or as a FastAPI dependency::
     @app.get("/things")
     async def things(caller: Annotated[KeyVerification, Depends(auth.require)]) -> ...: ...
 
-Each request's ``ApiKey`` header is checked with ``POST /v1/apiKeys/verify``. Positive
-answers are cached for ``cache_seconds`` (default 1 second) and never past the key's
-expiry, so a revoked key stops working here within that time. Negative answers are not
-cached. If Keyplane cannot be asked, requests are refused with 503: never let in.
+    # A route whose callers' keys must also satisfy a permission query:
+    @app.post("/invoices")
+    async def invoice(
+        caller: Annotated[
+            KeyVerification, Depends(auth.require_permissions("invoices.read AND invoices.write"))
+        ],
+    ) -> ...: ...
+
+Each request's ``ApiKey`` header is checked with ``POST /v1/apiKeys/verify``, with the
+request's client address (the ASGI scope's ``client``; set your server's proxy-header
+handling so that it is the caller's) for keys limited to address ranges, and the route's
+permission query if it has one. Positive answers are cached, per key, query and address,
+for ``cache_seconds`` (default 1 second) and never past the key's expiry, so a revoked key
+stops working here within that time. Negative answers are not cached, nor are answers for
+keys with credits or rate limits (``remaining`` or ``rateLimit`` in the answer): each of
+their requests must reach Keyplane, to spend a credit and be counted. If Keyplane cannot be
+asked, requests are refused with 503: never let in.
+
+Refusals carry Keyplane's own codes and messages (``keyplane.kit.key_refusals``): 401 for a
+key that is no good, 403 for a good key used beyond its restrictions
+(``ApiKeyAddressDenied``, ``ApiKeyPermissionMissing`` with ``details.missingPermissions``,
+``ApiKeyUsageExceeded``) and 429 with ``Retry-After`` for one over its rate limit
+(``ApiKeyRateLimited``).
 
 With ``invalidation_feed=True`` (and a long ``cache_seconds``, say 300) a background task
 follows ``GET /v1/apiKeys/invalidations``: while subscribed (after its ``ready`` event)
@@ -37,14 +56,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,7 +75,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from keyplane.client._async import AsyncClient
 from keyplane.client.errors import KeyplaneError
 from keyplane.client.models import KeyVerification
-from keyplane.kit.key_refusals import BY_VERIFY_CODE, EXPIRED, NOT_FOUND, expired_message
+from keyplane.kit.key_refusals import (
+    BY_VERIFY_CODE,
+    EXPIRED,
+    INSUFFICIENT_PERMISSIONS,
+    NOT_FOUND,
+    RATE_LIMITED,
+    expired_message,
+)
+from keyplane.kit.permission_query import parse_permission_query
 from keyplane.kit.time import rfc3339
 
 logger = logging.getLogger("keyplane.client.asgi")
@@ -65,25 +94,70 @@ class Refused(HTTPException):
     even in an app that does not register ``KeyplaneAuth.error_response``; with the handler
     registered, the body is Keyplane's own ``{"code", "message", "details", "ref"}``."""
 
-    def __init__(self, status_code: int, code: str, message: str) -> None:
-        headers = {"Retry-After": "1"} if status_code == 503 else None
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        if retry_after is None and status_code == 503:
+            retry_after = 1
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         super().__init__(status_code, detail=message, headers=headers)
         self.code = code
         self.message = message
+        self.details = details
 
 
 def _refusal_for(verification: KeyVerification) -> Refused:
+    """The refusal Keyplane's own API would answer for this key: its status, code and
+    message, and for a rate limit the same details and ``Retry-After``."""
     refusal = BY_VERIFY_CODE.get(verification.code, NOT_FOUND)
     message = refusal.message
+    details: dict[str, Any] | None = None
+    retry_after: int | None = None
     if refusal is EXPIRED and verification.expires_at is not None:
         message = expired_message(rfc3339(verification.expires_at))
-    return Refused(401, refusal.api_code, message)
+    elif refusal is INSUFFICIENT_PERMISSIONS:
+        details = {"missingPermissions": verification.missing_permissions or []}
+    elif refusal is RATE_LIMITED:
+        limit = verification.rate_limit
+        retry_after = 1
+        if limit is not None:
+            wait = (limit.reset_at - datetime.now(UTC)).total_seconds()
+            retry_after = max(1, math.ceil(wait))
+            message = f"{RATE_LIMITED.message} (limit {limit.name})."
+        details = {"limit": limit.name if limit else "", "retryAfterSeconds": retry_after}
+    return Refused(
+        refusal.status, refusal.api_code, message, details=details, retry_after=retry_after
+    )
 
 
 def _error_body(refused: Refused, ref: str) -> bytes:
     return json.dumps(
-        {"code": refused.code, "message": refused.message, "details": None, "ref": ref}
+        {"code": refused.code, "message": refused.message, "details": refused.details, "ref": ref}
     ).encode()
+
+
+def _client_address(scope: Scope) -> str | None:
+    """The caller's IP address from the ASGI scope, or None when the server gives none
+    that is an address (a test client's "testclient", a Unix socket): verify then refuses
+    a key limited to address ranges, rather than guess."""
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        return str(ipaddress.ip_address(client[0]))
+    except ValueError:
+        return None
+
+
+# A cached answer's key: the key's hash, the permission query and the client address (the
+# answer of a key limited to address ranges depends on it).
+_CacheKey: TypeAlias = tuple[str, str | None, str | None]
 
 
 class KeyplaneAuth:
@@ -108,7 +182,7 @@ class KeyplaneAuth:
         self.feed_timeout_seconds = feed_timeout_seconds
         self._client = client or AsyncClient(url, api_key=verifier_key, max_retries=1)
         # Keyed by a hash of the key, so that no key value sits in this process's memory.
-        self._cache: OrderedDict[str, tuple[KeyVerification, float]] = OrderedDict()
+        self._cache: OrderedDict[_CacheKey, tuple[KeyVerification, float]] = OrderedDict()
         # Feed mode: whether the feed is subscribed (got ``ready``) right now, and a count
         # moved by every event, so that an answer asked for before an event (it may predate
         # the change the event reports) is not cached after it.
@@ -132,8 +206,8 @@ class KeyplaneAuth:
         if matches is None:
             self._cache.clear()
             return
-        for digest in [d for d, (found, _until) in self._cache.items() if matches(found)]:
-            del self._cache[digest]
+        for entry in [e for e, (found, _until) in self._cache.items() if matches(found)]:
+            del self._cache[entry]
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
         key_uid, user_uid = data.get("keyUid"), data.get("userUid")
@@ -169,19 +243,24 @@ class KeyplaneAuth:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    async def verify(self, value: str) -> KeyVerification:
+    async def verify(
+        self, value: str, *, permissions: str | None = None, client_address: str | None = None
+    ) -> KeyVerification:
+        """Keyplane's answer about a key, from the cache when it may be."""
         if self.invalidation_feed and self._feed_task is None:
             await self.start()
-        digest = hashlib.sha256(value.encode()).hexdigest()
+        entry = (hashlib.sha256(value.encode()).hexdigest(), permissions, client_address)
         now = time.monotonic()
-        cached = self._cache.get(digest)
+        cached = self._cache.get(entry)
         if cached is not None and cached[1] > now:
-            self._cache.move_to_end(digest)
+            self._cache.move_to_end(entry)
             return cached[0]
-        self._cache.pop(digest, None)
+        self._cache.pop(entry, None)
         generation = self._generation
         try:
-            verification = await self._client.verify_api_key(value)
+            verification = await self._client.verify_api_key(
+                value, permissions=permissions, client_address=client_address
+            )
         except KeyplaneError as exc:
             logger.warning("cannot verify keys with Keyplane: %s", exc)
             raise Refused(
@@ -191,33 +270,64 @@ class KeyplaneAuth:
         cacheable = not self.invalidation_feed or (
             self.subscribed and generation == self._generation
         )
-        if verification.valid and cacheable:
+        # An answer that spent a credit or was counted against a rate limit must not stand
+        # for the next request: that one has to be counted too.
+        if verification.valid and cacheable and not verification.depends_on_the_call:
             lifetime = self.cache_seconds
             if verification.expires_at is not None:
                 remaining = (verification.expires_at - datetime.now(UTC)).total_seconds()
                 lifetime = min(lifetime, remaining)
             if lifetime > 0:
-                self._cache[digest] = (verification, now + lifetime)
+                self._cache[entry] = (verification, now + lifetime)
                 while len(self._cache) > self.max_cache_entries:
                     self._cache.popitem(last=False)
         return verification
 
-    async def authenticate(self, headers_value: str | None) -> KeyVerification:
+    async def authenticate(
+        self,
+        headers_value: str | None,
+        *,
+        permissions: str | None = None,
+        client_address: str | None = None,
+    ) -> KeyVerification:
         if not headers_value:
             raise Refused(
                 401,
                 "AuthenticationRequired",
                 "Authentication required: send an API key in the ApiKey header.",
             )
-        verification = await self.verify(headers_value.strip())
+        verification = await self.verify(
+            headers_value.strip(), permissions=permissions, client_address=client_address
+        )
         if not verification.valid:
             raise _refusal_for(verification)
         return verification
 
     async def require(self, request: Request) -> KeyVerification:
-        """FastAPI dependency: the verified caller, or a 401/503 refusal (register
+        """FastAPI dependency: the verified caller, or a 401/403/429/503 refusal (register
         ``error_response`` for Keyplane's error body)."""
-        return await self.authenticate(request.headers.get("apikey"))
+        return await self.authenticate(
+            request.headers.get("apikey"), client_address=_client_address(request.scope)
+        )
+
+    def require_permissions(self, query: str) -> Callable[[Request], Awaitable[KeyVerification]]:
+        """A FastAPI dependency like ``require`` whose key must also satisfy ``query``,
+        e.g. ``Depends(auth.require_permissions("invoices.read AND invoices.write"))``
+        (names joined by AND and OR, AND binding tighter, with parentheses). A key that
+        does not is refused with 403 ``ApiKeyPermissionMissing``, and
+        ``details.missingPermissions`` says what would satisfy the query. The query is
+        checked here, when the route is declared: a mistake in it raises
+        ``PermissionQueryError`` (a ``ValueError``) at start-up, not at each request."""
+        parse_permission_query(query)
+
+        async def require_permissions(request: Request) -> KeyVerification:
+            return await self.authenticate(
+                request.headers.get("apikey"),
+                permissions=query,
+                client_address=_client_address(request.scope),
+            )
+
+        return require_permissions
 
     @staticmethod
     async def error_response(request: Request, exc: Exception) -> Response:
@@ -243,7 +353,9 @@ class KeyplaneAuth:
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"apikey")
         try:
-            verification = await self.authenticate(raw.decode("latin-1") if raw else None)
+            verification = await self.authenticate(
+                raw.decode("latin-1") if raw else None, client_address=_client_address(scope)
+            )
         except Refused as refused:
             await _refuse(send, refused)
             return

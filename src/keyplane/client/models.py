@@ -3,13 +3,76 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class RateLimit(_Model):
+    """At most ``limit`` uses per ``window_seconds``, counted by Keyplane across its
+    instances. Without a ``name`` the server names it after the limit and window
+    (``100/1s``)."""
+
+    limit: int
+    window_seconds: int
+    name: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> RateLimit:
+        return cls(limit=data["limit"], window_seconds=data["windowSeconds"], name=data.get("name"))
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"limit": self.limit, "windowSeconds": self.window_seconds}
+        if self.name is not None:
+            body["name"] = self.name
+        return body
+
+
+class CreditsRefill(_Model):
+    """Credits topped back up to ``amount`` at 00:00 UTC every day, or every month on
+    ``day`` (default 1; a shorter month refills on its last day)."""
+
+    interval: Literal["daily", "monthly"]
+    amount: int
+    day: int | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"interval": self.interval, "amount": self.amount}
+        if self.day is not None:
+            body["day"] = self.day
+        return body
+
+
+class Credits(_Model):
+    """Uses left: each valid verify spends its ``cost`` (default 1). ``next_refill_at`` is
+    the server's, on keys read back; it is not sent."""
+
+    remaining: int
+    refill: CreditsRefill | None = None
+    next_refill_at: datetime | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Credits:
+        refill = data.get("refill")
+        return cls(
+            remaining=data["remaining"],
+            refill=CreditsRefill(
+                interval=refill["interval"], amount=refill["amount"], day=refill.get("day")
+            )
+            if refill
+            else None,
+            next_refill_at=data.get("nextRefillAt"),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"remaining": self.remaining}
+        if self.refill is not None:
+            body["refill"] = self.refill.to_api()
+        return body
 
 
 class ApiKey(_Model):
@@ -28,6 +91,21 @@ class ApiKey(_Model):
     # The key's last 4 characters, to tell keys apart (shown as ``kp_…abcd``); None for
     # keys created before the server kept them, or from servers that do not send them.
     key_hint: str | None = None
+    # Restrictions (all None or empty on an unrestricted key, and from older servers).
+    # ``scopes`` None: the key may do all its owner may do on Keyplane's API.
+    scopes: list[str] | None = None
+    permissions: list[str] = Field(default_factory=list)
+    permission_roles: list[str] = Field(default_factory=list)
+    # None: usable from anywhere.
+    allowed_cidrs: list[str] | None = None
+    rate_limits: list[RateLimit] = Field(default_factory=list)
+    # None: unlimited uses.
+    credits: Credits | None = None
+    owner_id: str | None = None
+    meta: dict[str, Any] | None = None
+    # Whether the key carries a restriction (scopes, permissions, roles, address ranges,
+    # rate limits or credits).
+    restricted: bool = False
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> ApiKey:
@@ -48,6 +126,15 @@ class ApiKey(_Model):
             modified_at=metadata["lastModifiedTimestamp"],
             last_used_at=status.get("lastUsedTimestamp"),
             key_hint=status.get("keyHint"),
+            scopes=spec.get("scopes"),
+            permissions=spec.get("permissions") or [],
+            permission_roles=spec.get("permissionRoles") or [],
+            allowed_cidrs=spec.get("allowedCidrs"),
+            rate_limits=[RateLimit.from_api(limit) for limit in spec.get("rateLimits") or []],
+            credits=Credits.from_api(spec["credits"]) if spec.get("credits") else None,
+            owner_id=spec.get("ownerId"),
+            meta=spec.get("meta"),
+            restricted=status.get("restricted", False),
         )
 
 
@@ -59,16 +146,47 @@ class CreatedApiKey(_Model):
     value: str = Field(repr=False)
 
 
+class VerifiedRateLimit(_Model):
+    """The key's tightest rate limit after a verify: ``remaining`` uses until ``reset_at``
+    (on RATE_LIMITED, the moment a new call would be let through)."""
+
+    name: str
+    limit: int
+    remaining: int
+    reset_at: datetime
+
+
 class KeyVerification(_Model):
+    """Keyplane's answer about a key. ``code`` is VALID, or why not: REVOKED, EXPIRED,
+    NOT_FOUND, USER_INACTIVE, MALFORMED, FORBIDDEN_ADDRESS, INSUFFICIENT_PERMISSIONS,
+    RATE_LIMITED or USAGE_EXCEEDED (``keyplane.kit.key_refusals``)."""
+
     valid: bool
     code: str
     key_uid: str | None
     user_uid: str | None
     tenant_uid: str | None
     expires_at: datetime | None
+    # The key's permissions, its roles' included.
+    permissions: list[str] | None = None
+    owner_id: str | None = None
+    meta: dict[str, Any] | None = None
+    # Credits left after this call; None: the key has no credits.
+    remaining: int | None = None
+    # None: the key has no rate limits.
+    rate_limit: VerifiedRateLimit | None = None
+    # INSUFFICIENT_PERMISSIONS: permissions that would satisfy the query.
+    missing_permissions: list[str] | None = None
+
+    @property
+    def depends_on_the_call(self) -> bool:
+        """Whether the answer was counted against the key (credits spent, a rate limit
+        counted), so that the next call may be answered otherwise."""
+        return self.remaining is not None or self.rate_limit is not None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> KeyVerification:
+        limit = data.get("rateLimit")
         return cls(
             valid=data["valid"],
             code=data["code"],
@@ -76,6 +194,61 @@ class KeyVerification(_Model):
             user_uid=data.get("userUid"),
             tenant_uid=data.get("tenantUid"),
             expires_at=data.get("expiry"),
+            permissions=data.get("permissions"),
+            owner_id=data.get("ownerId"),
+            meta=data.get("meta"),
+            remaining=data.get("remaining"),
+            rate_limit=VerifiedRateLimit(
+                name=limit["name"],
+                limit=limit["limit"],
+                remaining=limit["remaining"],
+                reset_at=limit["resetAt"],
+            )
+            if limit
+            else None,
+            missing_permissions=data.get("missingPermissions"),
+        )
+
+
+class Permission(_Model):
+    """A permission name of the tenant (``invoices.read``), for keys and roles to carry."""
+
+    uid: str
+    name: str
+    description: str
+    created_at: datetime
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Permission:
+        metadata = data["metadata"]
+        return cls(
+            uid=metadata["uid"],
+            name=metadata["name"],
+            description=(metadata.get("annotations") or {}).get("description") or "",
+            created_at=metadata["creationTimestamp"],
+        )
+
+
+class PermissionRole(_Model):
+    """A named bundle of the tenant's permissions; a key holding it has them all."""
+
+    uid: str
+    name: str
+    description: str
+    permissions: list[str]
+    created_at: datetime
+    modified_at: datetime
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> PermissionRole:
+        metadata = data["metadata"]
+        return cls(
+            uid=metadata["uid"],
+            name=metadata["name"],
+            description=(metadata.get("annotations") or {}).get("description") or "",
+            permissions=list((data.get("spec") or {}).get("permissions") or []),
+            created_at=metadata["creationTimestamp"],
+            modified_at=metadata["lastModifiedTimestamp"],
         )
 
 

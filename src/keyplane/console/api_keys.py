@@ -12,9 +12,12 @@ from pydantic import ValidationError
 
 from keyplane.api_keys import service as api_keys
 from keyplane.api_keys.repository import ApiKeyFilters, ApiKeyOrder
+from keyplane.api_keys.restrictions import of_key
 from keyplane.api_keys.schemas import ApiKeyCreate, ApiKeyUpdate
 from keyplane.auth import policy
 from keyplane.auth.principal import Principal
+from keyplane.console import api_key_restrictions as restriction_form
+from keyplane.console.api_key_restrictions import RestrictionErrors, RestrictionInputs
 from keyplane.console.routing import ConsoleRoute, redirect_with_flash
 from keyplane.console.session import ConsolePrincipal, check_csrf
 from keyplane.console.templating import render
@@ -23,7 +26,7 @@ from keyplane.kit.errors import Conflict, Forbidden, KeyplaneError, ValidationFa
 from keyplane.kit.keys import hint_display
 from keyplane.kit.problems import describe_problem
 from keyplane.kit.time import rfc3339, utcnow
-from keyplane.models import ApiKeyState, User
+from keyplane.models import ApiKey, ApiKeyState, Role, User
 from keyplane.runtime import Runtime, RuntimeDep
 from keyplane.users import service as users
 
@@ -80,9 +83,22 @@ def _form_errors(exc: ValidationError) -> dict[str, str]:
 
 def _error_field(exc: KeyplaneError) -> str:
     field = (exc.details or {}).get("field", "")
-    return {"metadata.name": "name", "spec.expiry": "expiry", "spec.userUid": "user"}.get(
-        field, "form"
-    )
+    return restriction_form.error_field(exc) or {
+        "metadata.name": "name",
+        "spec.expiry": "expiry",
+        "spec.userUid": "user",
+    }.get(field, "form")
+
+
+FormProblem = ValidationError | ValidationFailed | Conflict | RestrictionErrors
+
+
+def _errors(exc: FormProblem) -> dict[str, str]:
+    if isinstance(exc, RestrictionErrors):
+        return exc.errors
+    if isinstance(exc, ValidationError):
+        return _form_errors(exc)
+    return {_error_field(exc): exc.message}
 
 
 def _expiry(choice: str, custom_date: str, now: datetime) -> datetime | None:
@@ -173,6 +189,7 @@ async def _list_page(
             sortable={"name", "user", "expiry", "lastUsed", "created"},
             states=[(state.value, state.value.capitalize()) for state in ApiKeyState],
             sort_url=lambda column: _sort_url(scope, shown_filters, column),
+            restriction_summary=restriction_form.key_summary,
             page=_page(scope, shown_filters, offset, len(rows), total),
         ),
         principal=principal,
@@ -202,27 +219,53 @@ async def list_keys(
     )
 
 
-def _form_context(
+async def _render_form(
+    request: Request,
     scope: Scope,
+    principal: Principal,
+    session: DbSession,
     *,
-    editing: bool,
     values: dict[str, str],
     errors: dict[str, str],
-    users_list: list[Any],
-    action: str,
-    current_expiry: datetime | None = None,
-) -> dict[str, Any]:
-    return scope.context(
-        heading="Edit API key" if editing else "Add New API key",
-        submit_label="Save" if editing else "Generate",
-        editing=editing,
-        values=values,
-        errors=errors,
-        users=users_list,
-        show_user=scope is TENANT and not editing,
-        action=action,
-        cancel_url=scope.base_url,
-        current_expiry=current_expiry,
+    inputs: RestrictionInputs,
+    key: ApiKey | None = None,
+    owner: User | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The Add New form (``key`` None) or the Edit form, with what was typed."""
+    editing = key is not None
+    if key is not None and owner is not None:
+        owner_role: Role | None = Role(owner.role)
+    else:
+        # The tenant's form chooses the owner: every scope is offered, with who may have it.
+        owner_role = principal.role if scope is USER else None
+    restrictions = await restriction_form.form_context(
+        session,
+        principal,
+        inputs,
+        errors,
+        owner_role=owner_role,
+        current=of_key(key) if key is not None else None,
+    )
+    choosing_owner = scope is TENANT and not editing
+    return render(
+        request,
+        "api_keys/form.html",
+        scope.context(
+            heading="Edit API key" if editing else "Add New API key",
+            submit_label="Save" if editing else "Generate",
+            editing=editing,
+            values=values,
+            errors=errors,
+            users=await _active_users(session, principal) if choosing_owner else [],
+            show_user=choosing_owner,
+            action=f"{scope.base_url}/{key.uid}/edit" if key else f"{scope.base_url}/new",
+            cancel_url=scope.base_url,
+            current_expiry=key.expires_at if key else None,
+            **restrictions,
+        ),
+        principal=principal,
+        status_code=status_code,
     )
 
 
@@ -246,18 +289,8 @@ async def new_key_form(
         "expiry": expiry,
         "custom_date": custom_date,
     }
-    return render(
-        request,
-        "api_keys/form.html",
-        _form_context(
-            scope,
-            editing=False,
-            values=values,
-            errors={},
-            users_list=await _active_users(session, principal) if scope is TENANT else [],
-            action=f"{scope.base_url}/new",
-        ),
-        principal=principal,
+    return await _render_form(
+        request, scope, principal, session, values=values, errors={}, inputs=RestrictionInputs()
     )
 
 
@@ -284,6 +317,8 @@ async def create_key(
         "custom_date": custom_date,
     }
     owner_uid = values["user"] if scope is TENANT else principal.user_uid
+    inputs = RestrictionInputs.from_form(await request.form())
+    restrictions, errors = restriction_form.for_create(inputs, principal)
     try:
         expires_at = _expiry(expiry, custom_date, utcnow())
         body = ApiKeyCreate.model_validate(
@@ -292,6 +327,8 @@ async def create_key(
                 "spec": {"expiry": rfc3339(expires_at) if expires_at else None},
             }
         )
+        if errors:
+            raise RestrictionErrors(errors)
         key, owner, value = await api_keys.create_api_key(
             session,
             runtime,
@@ -300,25 +337,17 @@ async def create_key(
             description=body.metadata.annotations.description,
             expires_at=body.spec.expiry,
             user_uid=owner_uid,
+            restrictions=restrictions,
         )
-    except (ValidationError, ValidationFailed, Conflict) as exc:
-        errors = (
-            _form_errors(exc)
-            if isinstance(exc, ValidationError)
-            else {_error_field(exc): exc.message}
-        )
-        return render(
+    except (ValidationError, ValidationFailed, Conflict, RestrictionErrors) as exc:
+        return await _render_form(
             request,
-            "api_keys/form.html",
-            _form_context(
-                scope,
-                editing=False,
-                values=values,
-                errors=errors,
-                users_list=await _active_users(session, principal) if scope is TENANT else [],
-                action=f"{scope.base_url}/new",
-            ),
-            principal=principal,
+            scope,
+            principal,
+            session,
+            values=values,
+            errors={**errors, **_errors(exc)},
+            inputs=inputs,
             status_code=409 if isinstance(exc, Conflict) else 400,
         )
     return render(
@@ -335,6 +364,26 @@ async def create_key(
     )
 
 
+async def show_key(
+    request: Request,
+    uid: str,
+    principal: ConsolePrincipal,
+    session: DbSession,
+    runtime: RuntimeDep,
+) -> Response:
+    """Everything about one key: its restrictions, and how often its rate limits refused."""
+    scope = _scope(request)
+    scope.check(principal)
+    key, owner = await api_keys.get_api_key(session, principal, uid)
+    details = await restriction_form.detail_context(runtime, key, utcnow())
+    return render(
+        request,
+        "api_keys/detail.html",
+        scope.context(heading=key.name, key=key, owner=owner, **details),
+        principal=principal,
+    )
+
+
 async def edit_key_form(
     request: Request,
     uid: str,
@@ -347,26 +396,24 @@ async def edit_key_form(
 ) -> Response:
     scope = _scope(request)
     scope.check(principal)
-    key, _owner = await api_keys.get_api_key(session, principal, uid)
+    key, owner = await api_keys.get_api_key(session, principal, uid)
     values = {
         "name": key.name if name is None else name,
         "description": key.description if description is None else description,
         "expiry": expiry,
         "custom_date": custom_date,
     }
-    return render(
+    inputs = RestrictionInputs.of(of_key(key))
+    return await _render_form(
         request,
-        "api_keys/form.html",
-        _form_context(
-            scope,
-            editing=True,
-            values=values,
-            errors={},
-            users_list=[],
-            action=f"{scope.base_url}/{uid}/edit",
-            current_expiry=key.expires_at,
-        ),
-        principal=principal,
+        scope,
+        principal,
+        session,
+        values=values,
+        errors={},
+        inputs=inputs,
+        key=key,
+        owner=owner,
     )
 
 
@@ -385,13 +432,17 @@ async def update_key(
     scope = _scope(request)
     scope.check(principal)
     check_csrf(runtime, principal, csrf_token)
-    key, _owner = await api_keys.get_api_key(session, principal, uid)
+    key, owner = await api_keys.get_api_key(session, principal, uid)
     values = {
         "name": name,
         "description": description,
         "expiry": expiry,
         "custom_date": custom_date,
     }
+    inputs = RestrictionInputs.from_form(await request.form())
+    # Only what the form changes: a plain user renaming a key a tenant admin gave rate
+    # limits does not send them back (api_key_restrictions' docstring).
+    restrictions, errors = restriction_form.for_update(inputs, principal, of_key(key))
     try:
         expires_at = _expiry(expiry, custom_date, utcnow())
         body = ApiKeyUpdate.model_validate(
@@ -400,6 +451,8 @@ async def update_key(
                 "spec": {"expiry": rfc3339(expires_at) if expires_at else None},
             }
         )
+        if errors:
+            raise RestrictionErrors(errors)
         await api_keys.update_api_key(
             session,
             runtime,
@@ -410,26 +463,19 @@ async def update_key(
             if body.metadata.annotations
             else None,
             expires_at=body.spec.expiry,
+            restrictions=restrictions,
         )
-    except (ValidationError, ValidationFailed, Conflict) as exc:
-        errors = (
-            _form_errors(exc)
-            if isinstance(exc, ValidationError)
-            else {_error_field(exc): exc.message}
-        )
-        return render(
+    except (ValidationError, ValidationFailed, Conflict, RestrictionErrors) as exc:
+        return await _render_form(
             request,
-            "api_keys/form.html",
-            _form_context(
-                scope,
-                editing=True,
-                values=values,
-                errors=errors,
-                users_list=[],
-                action=f"{scope.base_url}/{uid}/edit",
-                current_expiry=key.expires_at,
-            ),
-            principal=principal,
+            scope,
+            principal,
+            session,
+            values=values,
+            errors={**errors, **_errors(exc)},
+            inputs=inputs,
+            key=key,
+            owner=owner,
             status_code=409 if isinstance(exc, Conflict) else 400,
         )
     return redirect_with_flash(request, scope.base_url, f"API key “{body.metadata.name}” saved.")
@@ -512,6 +558,7 @@ for _scope_ in (USER, TENANT):
     router.add_api_route(base, list_keys, methods=["GET"])
     router.add_api_route(f"{base}/new", new_key_form, methods=["GET"])
     router.add_api_route(f"{base}/new", create_key, methods=["POST"])
+    router.add_api_route(f"{base}/{{uid}}", show_key, methods=["GET"])
     router.add_api_route(f"{base}/{{uid}}/edit", edit_key_form, methods=["GET"])
     router.add_api_route(f"{base}/{{uid}}/edit", update_key, methods=["POST"])
     router.add_api_route(f"{base}/{{uid}}/revoke", revoke_key, methods=["POST"])

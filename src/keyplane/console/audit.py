@@ -47,6 +47,11 @@ ACTION_LABELS: dict[str, str] = {
     Action.USER_DELETE: "User deleted",
     Action.TENANT_CREATE: "Tenant created",
     Action.RESOURCE_LIMIT_UPDATE: "Resource limit changed",
+    Action.PERMISSION_CREATE: "Permission defined",
+    Action.PERMISSION_DELETE: "Permission deleted",
+    Action.PERMISSION_ROLE_CREATE: "Permission role defined",
+    Action.PERMISSION_ROLE_UPDATE: "Permission role changed",
+    Action.PERMISSION_ROLE_DELETE: "Permission role deleted",
     Action.LOGIN: "Logged in",
     Action.LOGOUT: "Logged out",
     Action.AUTH_RATE_LIMITED: "Too many failed logins or keys",
@@ -57,6 +62,8 @@ RESOURCE_LABELS: dict[str, str] = {
     ResourceKind.USER: "User",
     ResourceKind.TENANT: "Tenant",
     ResourceKind.RESOURCE_LIMIT: "Resource limit",
+    ResourceKind.PERMISSION: "Permission",
+    ResourceKind.PERMISSION_ROLE: "Permission role",
 }
 CSV_HEADER = [
     "Time (UTC)",

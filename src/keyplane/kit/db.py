@@ -229,27 +229,32 @@ async def single_read(engine: AsyncEngine, read: Callable[[AsyncConnection], Awa
     stay bounded by the engine's timeouts, and errors are SQLAlchemy's, so they reach the
     same 503s."""
     try:
-        return await _read_once(engine, read)
+        return await single_statement(engine, read)
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-    return await _read_once(engine, read)
+    return await single_statement(engine, read)
 
 
-async def _read_once(engine: AsyncEngine, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+async def single_statement(
+    engine: AsyncEngine, run: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    """``run`` on a pooled connection for one statement, in autocommit: a read, or one
+    atomic write of one row (spending a key's credits). Never retried: a write whose
+    connection died may have been applied."""
     if is_sqlite(engine.url):
         # The engine's "begin" hook sends BEGIN itself (SQLite's driver is kept out of
         # transaction control): skip it, and the statement is its own read transaction.
         token = _no_begin.set(True)
         try:
             async with engine.connect() as connection:
-                return await read(connection)
+                return await run(connection)
         finally:
             _no_begin.reset(token)
     async with engine.connect() as connection:
         # asyncpg in autocommit sends the statement alone; the pool restores the level.
         await connection.execution_options(isolation_level="AUTOCOMMIT")
-        return await read(connection)
+        return await run(connection)
 
 
 _READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -17,6 +17,9 @@ class KeyRefusal(NamedTuple):
     verify_code: str
     api_code: str
     message: str
+    # What Keyplane's API answers: 401 when the key is no good at all, 403 when it is good
+    # but not for this (a restriction of the key), 429 when it is over a rate limit.
+    status: int = 401
 
 
 MALFORMED = KeyRefusal(
@@ -37,9 +40,45 @@ USER_INACTIVE = KeyRefusal(
     "The user this API key belongs to is deactivated.",
 )
 
+# A good key used outside what it carries (api_keys.restrictions).
+FORBIDDEN_ADDRESS = KeyRefusal(
+    "FORBIDDEN_ADDRESS",
+    "ApiKeyAddressDenied",
+    "This API key may not be used from this address.",
+    403,
+)
+INSUFFICIENT_PERMISSIONS = KeyRefusal(
+    "INSUFFICIENT_PERMISSIONS",
+    "ApiKeyPermissionMissing",
+    "This API key lacks a permission this request needs.",
+    403,
+)
+RATE_LIMITED = KeyRefusal(
+    "RATE_LIMITED",
+    "ApiKeyRateLimited",
+    "This API key is over its rate limit; wait before trying again.",
+    429,
+)
+USAGE_EXCEEDED = KeyRefusal(
+    "USAGE_EXCEEDED",
+    "ApiKeyUsageExceeded",
+    "This API key has no remaining uses.",
+    403,
+)
+
 BY_VERIFY_CODE = {
     refusal.verify_code: refusal
-    for refusal in (MALFORMED, NOT_FOUND, REVOKED, EXPIRED, USER_INACTIVE)
+    for refusal in (
+        MALFORMED,
+        NOT_FOUND,
+        REVOKED,
+        EXPIRED,
+        USER_INACTIVE,
+        FORBIDDEN_ADDRESS,
+        INSUFFICIENT_PERMISSIONS,
+        RATE_LIMITED,
+        USAGE_EXCEEDED,
+    )
 }
 
 

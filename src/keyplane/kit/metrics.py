@@ -6,7 +6,8 @@ Every metric is ``keyplane_*``; labels take a few fixed values each (no paths, n
         method apiKey|session; outcome ok, or the refusal's code (ApiKeyRevoked,
         TokenExpired, TooManyAuthFailures, DatabaseUnreachable, ...)
     keyplane_verifications_total{code}               POST /v1/apiKeys/verify answers:
-        VALID, REVOKED, EXPIRED, NOT_FOUND, USER_INACTIVE, MALFORMED
+        VALID, REVOKED, EXPIRED, NOT_FOUND, USER_INACTIVE, MALFORMED, FORBIDDEN_ADDRESS,
+        INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED
     keyplane_request_duration_seconds{kind}          histogram, every HTTP request: kind
         verify, users_info, auth, api, probe, static or console (everything else)
     keyplane_auth_failure_refusals_total{kind}       429s: a client over its failed-
@@ -25,6 +26,8 @@ Every metric is ``keyplane_*``; labels take a few fixed values each (no paths, n
         waited for the other workers to confirm it, and how the wait ended (reported by
         ``kit.invalidation.Confirmations`` through ``Metrics.observe_confirmation_wait``)
     keyplane_db_pool_checked_out_connections         gauge: pooled connections in use
+    keyplane_rate_limit_store_unavailable_total      rate-limit checks answered without
+        Redis (unreachable or slow): let through, as rate limits fail open
 
 Invalidations carry no time of their own (``kit.invalidation``), so their delivery delay
 is not measured.
@@ -140,6 +143,9 @@ class Sources(Protocol):
     @property
     def engine(self) -> Any: ...
 
+    @property
+    def limiter(self) -> Any: ...
+
 
 class Metrics:
     """One app's metrics. ``multiprocess_dir``: the shared directory of multiprocess mode,
@@ -225,6 +231,12 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
+        self.rate_limit_store_unavailable = Counter(
+            "keyplane_rate_limit_store_unavailable",
+            "Rate-limit checks answered without the shared store (Redis unreachable or "
+            "slow): the request was let through (rate limits fail open).",
+            registry=registry,
+        )
         # Children made once: labels() on every request would look them up under a lock.
         self._request_duration = {kind: self.request_duration.labels(kind) for kind in ROUTE_KINDS}
         self._authentications: dict[tuple[str, str], Counter] = {}
@@ -277,6 +289,11 @@ class Metrics:
             if added > 0:
                 counter.inc(added)
             self._synced[name] = current
+        unavailable = int(getattr(sources.limiter, "unavailable_total", 0))
+        added = unavailable - self._synced.get("limiter_unavailable", 0)
+        if added > 0:
+            self.rate_limit_store_unavailable.inc(added)
+        self._synced["limiter_unavailable"] = unavailable
         self.cache_entries.set(len(cache))
         self.cache_negative_entries.set(cache.negative_size)
         self.cache_enabled.set(1 if cache.enabled else 0)

@@ -45,6 +45,7 @@ a node is built), so evaluating, printing and comparing a tree recurse a bounded
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import unicodedata
@@ -433,3 +434,10 @@ def parse_permission_query(text: str) -> PermissionQuery:
             MAX_QUERY_LENGTH,
         )
     return _Parser(text).parse()
+
+
+@functools.lru_cache(maxsize=1024)
+def cached_permission_query(text: str) -> PermissionQuery:
+    """``parse_permission_query``, once per distinct text: services send the same few
+    queries on every call. Errors are not cached (each raises anew)."""
+    return parse_permission_query(text)

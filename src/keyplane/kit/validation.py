@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
@@ -81,3 +82,37 @@ def _in_utc(value: datetime) -> datetime:
 
 
 UtcDateTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+
+
+ExternalId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
+    AfterValidator(_printable),
+]
+
+# A small JSON document a key carries for its tenant's services (``spec.meta``).
+MAX_DOCUMENT_BYTES = 4096
+MAX_DOCUMENT_DEPTH = 5
+
+
+def _depth(value: object) -> int:
+    """Objects and arrays within one another (the request's own depth is bounded already)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
+
+
+def _small_document(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_DOCUMENT_BYTES:
+        raise ValueError(
+            f"the document takes {size} bytes as JSON; at most {MAX_DOCUMENT_BYTES} are kept"
+        )
+    if _depth(value) > MAX_DOCUMENT_DEPTH:
+        raise ValueError(f"the document nests more than {MAX_DOCUMENT_DEPTH} levels deep")
+    return value
+
+
+SmallJsonDocument = Annotated[dict[str, Any], AfterValidator(_small_document)]

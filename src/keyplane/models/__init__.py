@@ -7,6 +7,7 @@ from keyplane.models.base import Base
 from keyplane.models.cache_instance import CacheInstance
 from keyplane.models.cache_invalidation import CacheInvalidation
 from keyplane.models.login_lockout import LoginLockout
+from keyplane.models.permission import Permission, PermissionRole
 from keyplane.models.resource_limit import ResourceLimit
 from keyplane.models.tenant import Tenant
 from keyplane.models.user import Role, User
@@ -20,6 +21,8 @@ __all__ = [
     "CacheInstance",
     "CacheInvalidation",
     "LoginLockout",
+    "Permission",
+    "PermissionRole",
     "ResourceLimit",
     "Role",
     "Tenant",

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from keyplane.kit.time import utcnow
@@ -25,6 +26,7 @@ class ApiKey(Base):
     __table_args__ = (
         UniqueConstraint("user_uid", "name"),
         Index("ix_api_keys_tenant_uid_created_at_uid", "tenant_uid", "created_at", "uid"),
+        Index("ix_api_keys_tenant_uid_owner_id", "tenant_uid", "owner_id"),
     )
 
     uid: Mapped[str] = uid_column()
@@ -49,6 +51,30 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    # Restrictions: what makes a key narrower than its owner (api_keys.restrictions). A key
+    # without any behaves as every key did before they existed.
+    # Scopes on Keyplane's own API (auth.scopes); NULL: all its owner may do.
+    scopes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # The tenant's own permission names, directly and through its permission roles.
+    permissions: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    permission_roles: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    # CIDR ranges the key may be used from (kit.cidr); NULL: anywhere.
+    allowed_cidrs: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # [{"name", "limit", "windowSeconds"}], enforced across instances (kit.shared_limits).
+    rate_limits: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    # Remaining uses (kit.credits); NULL: unlimited. Spent atomically by verify.
+    credits_remaining: Mapped[int | None] = mapped_column(Integer, default=None)
+    credits_refill: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    credits_refilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The tenant's own customer or account id for this key, and a small JSON document,
+    # both returned by verify so that a service needs no second lookup.
+    owner_id: Mapped[str | None] = mapped_column(String(256), default=None)
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
 

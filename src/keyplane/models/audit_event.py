@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from keyplane.kit.time import utcnow
@@ -38,3 +39,5 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     client_address: Mapped[str] = mapped_column(String(64), default="")
     message: Mapped[str] = mapped_column(String(512), default="")
+    # What a change changed: {"field": {"old": ..., "new": ...}}; NULL when not recorded.
+    changes: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -1,0 +1,1 @@
+"""A tenant's own permission names (``invoices.read``) and the roles that bundle them."""
