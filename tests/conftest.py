@@ -64,9 +64,6 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-_in_ci = in_ci
-
-
 def missing_service(message: str) -> NoReturn:
     """Skips, with the reason; under CI=true, fails instead (the tests must run there)."""
     if in_ci():
@@ -134,7 +131,7 @@ def postgres_url() -> Iterator[str]:
         asyncio.run(_execute(POSTGRES_URL, "SELECT 1"))
     except (OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}"
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"{message} (CI=true: PostgreSQL tests must run)")
         pytest.skip(message)
     name = f"keyplane_test_{os.getpid()}_{secrets.token_hex(4)}"

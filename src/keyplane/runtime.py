@@ -34,8 +34,9 @@ from keyplane.settings import Settings
 class Runtime:
     settings: Settings
     engine: AsyncEngine
-    # For the hot path's one-statement reads (``kit.db.single_read``): on PostgreSQL a pool
-    # of its own without the liveness ping, which would double each read's round trips.
+    # For the hot path's one-statement work (``kit.db.single_read`` and ``single_statement``:
+    # key reads, spending credits): on PostgreSQL a pool of its own without the liveness
+    # ping, which would double each statement's round trips.
     read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     secret_hasher: SecretHasher

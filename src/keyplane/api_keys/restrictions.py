@@ -28,7 +28,7 @@ Every change of a key's restrictions is audited with its old and new values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +58,7 @@ class Restrictions:
     rate_limits: tuple[RateLimit, ...] = ()
     credits: Credits | None = None
     owner_id: str | None = None
-    meta: dict[str, Any] | None = field(default=None, compare=True)
+    meta: dict[str, Any] | None = None
 
     @property
     def restricted(self) -> bool:

@@ -264,7 +264,4 @@ def keys_delete(
             lambda: f"Delete {_describe_key(client.get_api_key(uid))}? This cannot be undone.",
         )
         client.delete_api_key(uid)
-    if output_format is OutputFormat.JSON:
-        output.emit_json({"uid": uid, "deleted": True})
-    else:
-        output.say(f"Deleted API key {uid}.")
+    output.deleted(uid, f"Deleted API key {uid}.", output_format)

@@ -93,6 +93,14 @@ def emit_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def deleted(uid: str, sentence: str, output: OutputFormat) -> None:
+    """What every delete command prints: ``{"uid", "deleted": true}``, or the sentence."""
+    if output is OutputFormat.JSON:
+        emit_json({"uid": uid, "deleted": True})
+    else:
+        say(sentence)
+
+
 # --- values ----------------------------------------------------------------------------
 
 

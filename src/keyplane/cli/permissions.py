@@ -120,10 +120,7 @@ def permissions_delete(
             ),
         )
         client.delete_permission(uid)
-    if output_format is OutputFormat.JSON:
-        output.emit_json({"uid": uid, "deleted": True})
-    else:
-        output.say(f"Deleted permission {uid}.")
+    output.deleted(uid, f"Deleted permission {uid}.", output_format)
 
 
 # --- permission roles -------------------------------------------------------------------
@@ -239,7 +236,4 @@ def roles_delete(
             ),
         )
         client.delete_permission_role(uid)
-    if output_format is OutputFormat.JSON:
-        output.emit_json({"uid": uid, "deleted": True})
-    else:
-        output.say(f"Deleted permission role {uid}.")
+    output.deleted(uid, f"Deleted permission role {uid}.", output_format)

@@ -155,7 +155,4 @@ def users_delete(
             ),
         )
         client.delete_user(uid)
-    if output_format is OutputFormat.JSON:
-        output.emit_json({"uid": uid, "deleted": True})
-    else:
-        output.say(f"Deleted user {uid} and their API keys.")
+    output.deleted(uid, f"Deleted user {uid} and their API keys.", output_format)
