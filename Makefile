@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_TENANT ?= demo
 DEMO_ADMIN ?= admin@demo.keyplane.local
 
+# The suite runs in one process per core (pytest-xdist); PYTEST_WORKERS=0 runs it in one.
+PYTEST_WORKERS ?= auto
 FUZZ_EXAMPLES ?= 500
 SOAK_SECONDS ?= 180
 SOAK_ARGS ?=
@@ -45,7 +47,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 test: lint typecheck pytest
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -36,10 +37,15 @@ TABLES = [
     "cache_instances",
     "cache_invalidations",
     "login_lockouts",
+    "notifications",
     "permission_roles",
     "permissions",
     "resource_limits",
+    "tenant_policies",
     "users",
+    "webhook_deliveries",
+    "webhook_events",
+    "webhook_endpoints",
     "tenants",
 ]
 
@@ -174,6 +180,8 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         # Cheap argon2 for tests; production defaults are exercised in tests/kit.
         "password_time_cost": 1,
         "password_memory_kib": 8,
+        # Background work runs when a test calls it (or turns this on): deterministic.
+        "background_jobs_enabled": False,
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -209,21 +217,44 @@ async def world(client: httpx.AsyncClient, runtime: Runtime) -> World:
     return await build_world(client, runtime)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+# The matrices count their cells in the process that ran them (tests.matrix.CASES); the
+# count travels with each test's report, so that the summary adds up every process's cells
+# when the suite runs in several (pytest-xdist, as `make test` runs it).
+_MATRIX_PROPERTY = "matrix_cases"
+_MATRIX_TOTALS: Counter[str] = Counter()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     from tests.matrix import CASES
 
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "teardown" and CASES:
+        report.user_properties.append((_MATRIX_PROPERTY, dict(CASES)))
+        CASES.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == _MATRIX_PROPERTY and isinstance(value, dict):
+            _MATRIX_TOTALS.update({str(matrix): int(count) for matrix, count in value.items()})
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    cases = _MATRIX_TOTALS
     passed = terminalreporter.stats.get("passed", [])
     permission_cells = sum(
         1 for report in passed if "tests/api_keys/test_permissions.py" in report.nodeid
     )
     if permission_cells:
-        CASES["permission table (API keys, by actor and credential)"] += permission_cells
-    if CASES:
+        cases["permission table (API keys, by actor and credential)"] += permission_cells
+    if cases:
         terminalreporter.write_sep("-", "cases this run checked")
-        for matrix, cases in sorted(CASES.items()):
-            terminalreporter.write_line(f"{matrix}: {cases}")
+        for matrix, count in sorted(cases.items()):
+            terminalreporter.write_line(f"{matrix}: {count}")
         matrices = sum(
-            cases for matrix, cases in CASES.items() if not matrix.endswith(("(fuzz)", "(faults)"))
+            count for matrix, count in cases.items() if not matrix.endswith(("(fuzz)", "(faults)"))
         )
         if matrices:
             terminalreporter.write_line(f"authorization matrix cells in all: {matrices}")

@@ -396,16 +396,25 @@ ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("PUT", "/v1/apiKeys/{uid}", (204, 204, 403)),
     ("PATCH", "/v1/apiKeys/{uid}", (204, 204, 403)),
     ("PUT", "/v1/apiKeys/{uid}/state", (204, 204, 403)),
+    ("POST", "/v1/apiKeys/{uid}/rotate", (201, 201, 403)),
     ("DELETE", "/v1/apiKeys/{uid}", (204, 204, 403)),
     ("GET", "/v1/users", (200, 403, 403)),
     ("POST", "/v1/users", (201, 403, 403)),
     ("GET", "/v1/users/{uid}", (200, 200, 403)),
     ("PUT", "/v1/users/{uid}", (204, 403, 403)),
     ("PATCH", "/v1/users/{uid}", (204, 403, 403)),
+    ("GET", "/v1/users/me/notifications", (200, 200, 403)),
+    ("GET", "/v1/users/me/notificationSettings", (200, 200, 403)),
+    # Turning the daily digest on: tenant admins only.
+    ("PUT", "/v1/users/me/notificationSettings", (204, 403, 403)),
     ("DELETE", "/v1/users/{uid}", (204, 403, 403)),
     ("GET", "/v1/audits", (200, 403, 403)),
     ("GET", "/v1/tenants/{tenantUid}/resourceLimits", (200, 403, 403)),
     ("PATCH", "/v1/tenants/{tenantUid}/resourceLimits", (204, 403, 403)),
+    # Every member reads the rules that bind the keys they create.
+    ("GET", "/v1/tenants/{tenantUid}/apiKeyPolicy", (200, 200, 403)),
+    ("PUT", "/v1/tenants/{tenantUid}/apiKeyPolicy", (200, 403, 403)),
+    ("GET", "/v1/tenants/{tenantUid}/apiKeyPolicy/violations", (200, 403, 403)),
     ("GET", "/v1/permissions", (200, 403, 403)),
     ("POST", "/v1/permissions", (201, 403, 403)),
     ("GET", "/v1/permissionRoles", (200, 403, 403)),
@@ -413,6 +422,14 @@ ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("PUT", "/v1/permissionRoles/{uid}", (204, 403, 403)),
     ("DELETE", "/v1/permissionRoles/{uid}", (204, 403, 403)),
     ("DELETE", "/v1/permissions/{uid}", (204, 403, 403)),
+    ("GET", "/v1/webhooks/endpoints", (200, 403, 403)),
+    ("POST", "/v1/webhooks/endpoints", (201, 403, 403)),
+    ("GET", "/v1/webhooks/endpoints/{uid}", (200, 403, 403)),
+    ("PUT", "/v1/webhooks/endpoints/{uid}", (200, 403, 403)),
+    ("POST", "/v1/webhooks/endpoints/{uid}/rotateSecret", (200, 403, 403)),
+    ("GET", "/v1/webhooks/endpoints/{uid}/deliveries", (200, 403, 403)),
+    ("POST", "/v1/webhooks/deliveries/{uid}/resend", (201, 403, 403)),
+    ("DELETE", "/v1/webhooks/endpoints/{uid}", (204, 403, 403)),
     ("POST", "/v1/auth/logout", (204, 204, 204)),
 ]
 
@@ -456,6 +473,9 @@ class RoleCell:
     # The tenant's own, made by its admin.
     permission_uid: str
     permission_role_uid: str
+    # A webhook endpoint of the tenant's, and one delivery to it.
+    webhook_endpoint_uid: str = ""
+    webhook_delivery_uid: str = ""
 
 
 async def _role_cell(
@@ -479,7 +499,29 @@ async def _role_cell(
         ).headers
     permission_uid = await make_permission(client, world.admin, "invoices.read")
     role_uid = await make_role(client, world.admin, "billing", ["invoices.read"])
-    return RoleCell(actor, headers, own_key, world.bob.uid, dora.uid, permission_uid, role_uid)
+    endpoint = await client.post(
+        "/v1/webhooks/endpoints",
+        json={"url": "https://hooks.example.com/in", "events": ["apiKey.created"]},
+        headers=world.admin.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    endpoint_uid = endpoint.json()["uid"]
+    await make_api_key(client, world.admin, "webhook-trigger")
+    delivered = await client.get(
+        f"/v1/webhooks/endpoints/{endpoint_uid}/deliveries", headers=world.admin.headers
+    )
+    (delivery,) = delivered.json()["items"]
+    return RoleCell(
+        actor,
+        headers,
+        own_key,
+        world.bob.uid,
+        dora.uid,
+        permission_uid,
+        role_uid,
+        endpoint_uid,
+        delivery["uid"],
+    )
 
 
 def _role_request(
@@ -491,7 +533,9 @@ def _role_request(
     concrete = path.replace("{tenantUid}", cell.actor.tenant_uid)
     if path.startswith("/v1/apiKeys/{uid}"):
         concrete = concrete.replace("{uid}", uid or cell.own_key.uid)
-        if method == "PUT" and not path.endswith("/state"):
+        if path.endswith("/rotate"):
+            body = {"gracePeriodSeconds": 3600}
+        elif method == "PUT" and not path.endswith("/state"):
             body = {"metadata": {"name": "renamed"}}
         elif method in {"PUT", "PATCH"}:
             body = {"isActive": True}
@@ -508,6 +552,8 @@ def _role_request(
         body = {"key": cell.own_key.value}
     elif path == "/v1/apiKeys":
         body = {"metadata": {"name": "made-here"}} if method == "POST" else None
+    elif path == "/v1/users/me/notificationSettings" and method == "PUT":
+        body = {"expiryDigest": True}
     elif path == "/v1/users" and method == "POST":
         body = {"spec": {"emailId": "erin@acme.example", "roles": ["user"]}}
     elif path == "/v1/permissions/{uid}":
@@ -518,8 +564,18 @@ def _role_request(
             body = role_body("renamed", [])
     elif path == "/v1/permissions" and method == "POST":
         body = permission_body("made.here")
+    elif path.startswith("/v1/webhooks/endpoints/{uid}"):
+        concrete = concrete.replace("{uid}", uid or cell.webhook_endpoint_uid)
+        if method == "PUT":
+            body = {"url": "https://hooks.example.com/v2", "events": ["user.created"]}
+    elif path == "/v1/webhooks/deliveries/{uid}/resend":
+        concrete = concrete.replace("{uid}", uid or cell.webhook_delivery_uid)
+    elif path == "/v1/webhooks/endpoints" and method == "POST":
+        body = {"url": "https://hooks.example.com/made-here", "events": ["apiKey.created"]}
     elif path == "/v1/permissionRoles" and method == "POST":
         body = role_body("made-here", ["invoices.read"])
+    elif path.endswith("/apiKeyPolicy") and method == "PUT":
+        body = {}
     elif path.endswith("/resourceLimits") and method == "PATCH":
         body = {"resources": [{"kind": "apiKey", "limit": 20}]}
     elif path == "/v1/auth/authenticate":
@@ -539,6 +595,8 @@ async def _stored(runtime: Runtime) -> dict[str, list[str]]:
         "auth_sessions": "SELECT * FROM auth_sessions",
         "permissions": "SELECT * FROM permissions",
         "permission_roles": "SELECT * FROM permission_roles",
+        "webhook_endpoints": "SELECT * FROM webhook_endpoints",
+        "webhook_deliveries": "SELECT uid, endpoint_uid, event_uid FROM webhook_deliveries",
     }
     async with transaction(runtime.sessionmaker, writes=False) as session:
         return {
@@ -658,6 +716,14 @@ async def test_every_operation_answers_a_scoped_key_as_the_scope_catalogue_says(
     ids = _operation_ids(app)
     cell = await _role_cell(client, runtime, world, "tenant admin", "apiKey")
     key = await make_api_key(client, world.admin, "scoped")
+    # A key that rotates a key obtains its new value, so it may rotate only keys no broader
+    # than itself (api_keys.rotation): the key the table rotates carries one scope.
+    narrowed_target = await client.put(
+        f"/v1/apiKeys/{cell.own_key.uid}",
+        json={"spec": {"scopes": ["apiKeys:write"]}},
+        headers=world.admin.headers,
+    )
+    assert narrowed_target.status_code == 204, narrowed_target.text
     for method, path, _statuses in ROLE_TABLE:
         operation = ids[(method, path)]
         if operation not in OPERATION_SCOPES or OPERATION_SCOPES[operation] is None:

@@ -18,6 +18,9 @@ MODELS = {
     "ResourceLimit",
     "Tenant",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 }
 # Credential lookups run before any principal exists; they join on tenant, never filter.
 EXEMPT = {"auth/repository.py"}

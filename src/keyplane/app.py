@@ -26,6 +26,8 @@ from keyplane.audit.endpoints import router as audit_router
 from keyplane.auth.endpoints import router as auth_router
 from keyplane.console.router import router as console_router
 from keyplane.console.templating import STATIC_DIR
+from keyplane.jobs import JOBS
+from keyplane.kit.background import run_periodically
 from keyplane.kit.client_address import ClientAddressResolver
 from keyplane.kit.db import create_engine, is_sqlite
 from keyplane.kit.errors import ErrorBody, install_error_handlers
@@ -34,13 +36,16 @@ from keyplane.kit.metrics import Metrics
 from keyplane.kit.middleware import RequestContextMiddleware
 from keyplane.kit.migrations import current_revision, head_revision
 from keyplane.kit.routing import guard_fixed_paths
+from keyplane.notifications.endpoints import router as notifications_router
 from keyplane.observability.endpoints import install_observability
 from keyplane.permissions.endpoints import router as permissions_router
+from keyplane.policies.endpoints import router as policies_router
 from keyplane.runtime import Runtime, invalidation_listener
 from keyplane.settings import Settings
 from keyplane.tenants.endpoints import router as tenants_router
 from keyplane.users.endpoints import router as users_router
 from keyplane.verification_plane import VerificationPlane
+from keyplane.webhooks.endpoints import router as webhooks_router
 
 logger = logging.getLogger("keyplane")
 
@@ -130,6 +135,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             asyncio.create_task(invalidation_listener(runtime).run()),
             asyncio.create_task(app.state.metrics.keep_current(runtime)),
         ]
+        if settings.background_jobs_enabled:
+            tasks.extend(
+                asyncio.create_task(
+                    run_periodically(job, runtime, settings.background_interval_seconds)
+                )
+                for job in JOBS
+            )
         # Everything made so far (modules, the app, the runtime) lives as long as the
         # process: keep it out of the collector's full passes, which otherwise stall
         # requests for tens of milliseconds under load.
@@ -169,9 +181,12 @@ def create_app(settings: Settings) -> KeyplaneApp:
         auth_router,
         api_keys_router,
         users_router,
+        notifications_router,
         audit_router,
         tenants_router,
         permissions_router,
+        policies_router,
+        webhooks_router,
     ):
         app.include_router(router)
     app.include_router(console_router)

@@ -101,6 +101,35 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     client_address_header: str = Field(default="X-Forwarded-For", min_length=1)
 
+    # Rotation (POST /v1/apiKeys/{uid}/rotate): the longest an old key may keep working.
+    rotation_max_grace_seconds: int = Field(default=7 * 86400, ge=0, le=90 * 86400)
+
+    # Background work (mail, webhook deliveries, expiry notices, the inactivity sweep):
+    # each instance looks for due work this often; claims in the database make every
+    # piece of it happen once however many instances run. Off: this instance does none.
+    background_jobs_enabled: bool = True
+    background_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+
+    # Where people reach the console, for the links in mail (default: from host and port).
+    public_url: str | None = None
+
+    # Mail: smtp://[user:password@]host[:port] (STARTTLS when the server offers it),
+    # smtp+starttls://... (STARTTLS required) or smtps://... (TLS from the first byte).
+    # Without it notifications are only listed in the console.
+    smtp_url: SecretStr | None = None
+    smtp_from: str = Field(default="Keyplane <keyplane@localhost>", min_length=3)
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    # Webhooks: outbound requests to private, loopback and link-local addresses are
+    # refused unless this is set (a webhook must not become a way into the network).
+    webhook_allow_private_targets: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A delivery is retried with exponential backoff for this long, then marked failed.
+    webhook_retry_seconds: int = Field(default=86400, ge=1)
+    # An endpoint whose every delivery has failed for this long is disabled.
+    webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=1)
+
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2)
 
@@ -122,6 +151,26 @@ class Settings(BaseSettings):
                 "KEYPLANE_REDIS_URL must start with redis://, rediss:// (TLS) or unix://"
             )
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if not value.get_secret_value().startswith(("smtp://", "smtp+starttls://", "smtps://")):
+            raise ValueError(
+                "KEYPLANE_SMTP_URL must start with smtp://, smtp+starttls:// or smtps://"
+            )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("KEYPLANE_PUBLIC_URL must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -152,6 +201,11 @@ class Settings(BaseSettings):
                 "KEYPLANE_ENV=development to keep a generated one in the data directory"
             )
         return self
+
+    @property
+    def console_url(self) -> str:
+        """The base of links to the console (mail, webhooks)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

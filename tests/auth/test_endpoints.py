@@ -396,7 +396,12 @@ async def test_refresh_after_the_maximum_lifetime_is_401_token_expired(
     assert token not in response.text
 
 
-@pytest.mark.parametrize("token", ["nonsense", "kps_short", generate_api_key()])
+@pytest.mark.parametrize(
+    "token",
+    ["nonsense", "kps_short", generate_api_key()],
+    # Fixed ids: a generated value differs in every process that collects the tests.
+    ids=["nonsense", "short", "api-key"],
+)
 async def test_refresh_of_a_malformed_token_is_401_token_invalid(
     client: httpx.AsyncClient, world: World, token: str
 ) -> None:

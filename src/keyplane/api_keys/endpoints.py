@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from keyplane.api_keys import service
+from keyplane.api_keys import rotation, service
 from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.api_keys.schemas import (
     ApiKeyActiveState,
@@ -16,6 +16,8 @@ from keyplane.api_keys.schemas import (
     ApiKeyCreated,
     ApiKeyList,
     ApiKeyRead,
+    ApiKeyRotate,
+    ApiKeyRotated,
     ApiKeyUpdate,
     ApiKeyVerification,
     ApiKeyVerify,
@@ -244,3 +246,31 @@ async def put_api_key_state(
     """Revoke (``isActive: false``) or re-activate (``true``) a key."""
     await service.set_api_key_active(session, principal, uid, body.is_active)
     return Response(status_code=204)
+
+
+@router.post(
+    "/{uid}/rotate",
+    status_code=201,
+    response_model=ApiKeyRotated,
+    operation_id="v1ApiKeysUidRotate",
+)
+async def rotate_api_key(
+    uid: str,
+    body: ApiKeyRotate,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    runtime: RuntimeDep,
+) -> ApiKeyRotated:
+    """Replace a key with a new one (same name, description, owner, expiry and
+    restrictions), whose value is in this response and nowhere else. The old key keeps
+    working for ``gracePeriodSeconds`` (never past its expiry), then answers
+    ``ApiKeyRotated``."""
+    done = await rotation.rotate_api_key(
+        session, runtime, principal, uid, grace_period_seconds=body.grace_period_seconds
+    )
+    return ApiKeyRotated(
+        api_key=done.value,
+        uid=done.new.uid,
+        rotated_from=done.old.uid,
+        grace_ends_at=done.grace_ends_at,
+    )

@@ -61,9 +61,14 @@ def _state_condition(state: ApiKeyState, now: datetime) -> ColumnElement[bool]:
     """``ApiKey.state`` as a query condition."""
     if state is ApiKeyState.INACTIVE:
         return ApiKey.is_active.is_(False)
+    rotated_away = and_(
+        ApiKey.rotation_grace_ends_at.is_not(None), ApiKey.rotation_grace_ends_at <= now
+    )
+    if state is ApiKeyState.ROTATED:
+        return and_(ApiKey.is_active.is_(True), rotated_away)
     if state is ApiKeyState.EXPIRED:
-        return and_(ApiKey.is_active.is_(True), ApiKey.expires_at <= now)
-    return and_(ApiKey.is_active.is_(True), ApiKey.expires_at > now)
+        return and_(ApiKey.is_active.is_(True), ~rotated_away, ApiKey.expires_at <= now)
+    return and_(ApiKey.is_active.is_(True), ~rotated_away, ApiKey.expires_at > now)
 
 
 def visible_only(statement: Select[*Columns], principal: Principal) -> Select[*Columns]:

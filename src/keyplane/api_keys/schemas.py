@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StrictBool, StrictInt, StringConstraints
 
 from keyplane.api_keys.restrictions import Credits, default_rate_limit_name, of_key
 from keyplane.auth.scopes import Scope
@@ -36,7 +36,10 @@ MAX_KEY_ROLES = 20
 PermissionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 RateLimitName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]
 
-EXPIRY_DESCRIPTION = "RFC 3339 time with an offset, in the future; omitted means 30 days."
+EXPIRY_DESCRIPTION = (
+    "RFC 3339 time with an offset, in the future; omitted means the tenant policy's default "
+    "lifetime (30 days unless the policy or the server says otherwise)."
+)
 
 
 class ApiKeyAnnotations(PaletteModel):
@@ -166,6 +169,24 @@ class ApiKeyCreated(PaletteModel):
     uid: str
 
 
+class ApiKeyRotate(PaletteModel):
+    """Keyplane's rotation request (``POST /v1/apiKeys/{uid}/rotate``)."""
+
+    grace_period_seconds: StrictInt = Field(
+        default=0,
+        ge=0,
+        description="How long the old key keeps working (never past its expiry): 0 stops it "
+        "at once; at most KEYPLANE_ROTATION_MAX_GRACE_SECONDS (7 days by default).",
+    )
+
+
+class ApiKeyRotated(ApiKeyCreated):
+    """The new key's value and uid (shown once, like create's), and the old key's fate."""
+
+    rotated_from: str = Field(description="The old key's uid.")
+    grace_ends_at: Rfc3339 = Field(description="When the old key stops working.")
+
+
 class ApiKeyMetadataUpdate(PaletteModel):
     name: Name | None = None
     annotations: ApiKeyAnnotations | None = None
@@ -226,6 +247,22 @@ class ApiKeyStatus(PaletteModel):
         default=False,
         description="Whether the key carries any restriction (scopes, permissions, "
         "address ranges, rate limits or credits).",
+    )
+    # Keyplane's additions for rotation (api_keys.rotation); Palette clients ignore them.
+    state: Literal["active", "inactive", "expired", "rotated"] | None = Field(
+        default=None,
+        description="active, inactive (revoked), expired, or rotated (replaced by a "
+        "rotation whose grace period has ended).",
+    )
+    rotated_to: str | None = Field(
+        default=None, description="The uid of the key that replaced this one by a rotation."
+    )
+    rotated_from: str | None = Field(
+        default=None, description="The uid of the key this one replaced by a rotation."
+    )
+    rotation_grace_ends_at: Rfc3339 | None = Field(
+        default=None,
+        description="When this rotated key stops working (ApiKeyRotated from then on).",
     )
 
 
@@ -295,6 +332,7 @@ VerificationCodeName = Literal[
     "VALID",
     "REVOKED",
     "EXPIRED",
+    "ROTATED",
     "NOT_FOUND",
     "USER_INACTIVE",
     "MALFORMED",
@@ -447,5 +485,9 @@ def api_key_read(key: ApiKey, owner: User, now: datetime) -> ApiKeyRead:
             last_used_timestamp=key.last_used_at,
             key_hint=key.key_hint,
             restricted=restrictions.restricted,
+            state=key.state(now).value,
+            rotated_to=key.rotated_to_uid,
+            rotated_from=key.rotated_from_uid,
+            rotation_grace_ends_at=key.rotation_grace_ends_at,
         ),
     )

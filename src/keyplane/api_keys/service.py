@@ -21,6 +21,8 @@ from keyplane.auth import restrictions as key_restrictions
 from keyplane.auth import service as auth
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.auth.principal import AuthMethod, Principal
+from keyplane.events.service import emit
+from keyplane.events.types import EventType
 from keyplane.kit.db import single_read, single_statement, transaction
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, InvalidationKind, publish
@@ -31,6 +33,7 @@ from keyplane.kit.permission_query import cached_permission_query, missing_permi
 from keyplane.kit.shared_limits import LimitDecision
 from keyplane.kit.time import rfc3339, utcnow
 from keyplane.models import ApiKey, Role, User
+from keyplane.policies import service as key_policy
 from keyplane.runtime import Runtime
 from keyplane.tenants import service as tenants
 from keyplane.users import repository as users
@@ -98,8 +101,12 @@ async def create_api_key(
     ``restrictions``: the fields of ``api_keys.restrictions.Restrictions`` to set."""
     policy.require_account_access(principal)
     now = utcnow()
-    default_expiry = now + timedelta(days=runtime.settings.api_key_default_lifetime_days)
-    expiry = _check_expiry(runtime, expires_at or default_expiry, now)
+    # The tenant's API key policy (policies.service): who may create, the expiry's default
+    # and maximum, and the address ranges every key stays within.
+    rules = await key_policy.key_policy(session, runtime.settings, principal.tenant_uid)
+    key_policy.check_key_creation(rules, principal)
+    expiry = _check_expiry(runtime, key_policy.new_key_expiry(rules, expires_at, now), now)
+    key_policy.check_expiry(rules, expiry, now)
     owner = await _resolve_owner(session, principal, user_uid)
 
     limit = await tenants.api_key_limit(session, runtime.settings, principal.tenant_uid)
@@ -122,6 +129,7 @@ async def create_api_key(
     resolved = await key_rules.resolve(
         session, principal, Role(owner.role), unrestricted, requested, creating=True
     )
+    key_policy.check_ranges(rules, resolved.allowed_cidrs)
 
     value = generate_api_key()
     key = ApiKey(
@@ -150,6 +158,7 @@ async def create_api_key(
         message=f"for {owner.email}, expires {rfc3339(expiry)}",
         changes=key_rules.changes(unrestricted, resolved),
     )
+    await emit(session, principal, EventType.API_KEY_CREATED, api_key=key, user=owner)
     return key, owner, value
 
 
@@ -225,6 +234,14 @@ async def update_api_key(
         if expires_at is not None and expires_at != key.expires_at
         else None
     )
+    # The tenant's policy binds what this edit changes (a rename of a key that breaks it
+    # is not refused: the policy page lists such keys for an admin to act on).
+    if new_expiry is not None or resolved.allowed_cidrs != current.allowed_cidrs:
+        rules = await key_policy.key_policy(session, runtime.settings, principal.tenant_uid)
+        if new_expiry is not None:
+            key_policy.check_expiry(rules, new_expiry, now)
+        if resolved.allowed_cidrs != current.allowed_cidrs:
+            key_policy.check_ranges(rules, resolved.allowed_cidrs)
     if name is not None and name != key.name:
         if await repository.name_taken(session, principal, owner.uid, name, except_uid=key.uid):
             raise Conflict(
@@ -259,6 +276,14 @@ async def update_api_key(
             message="changed " + ", ".join(changed),
             changes=restriction_changes or None,
         )
+        await emit(
+            session,
+            principal,
+            EventType.API_KEY_UPDATED,
+            api_key=key,
+            user=owner,
+            extra={"changed": changed},
+        )
     return key
 
 
@@ -266,7 +291,7 @@ async def set_api_key_active(
     session: AsyncSession, principal: Principal, uid: str, active: bool
 ) -> ApiKey:
     """Revoke (False) or re-activate (True). Setting the state a key already has is a no-op."""
-    key, _owner = await _get_for_change(session, principal, uid)
+    key, owner = await _get_for_change(session, principal, uid)
     now = utcnow()
     if active and key.is_expired(now):
         raise Conflict(
@@ -277,6 +302,8 @@ async def set_api_key_active(
     if key.is_active == active:
         return key
     key.is_active = active
+    # Why Keyplane revoked it is history once anyone changes its state again.
+    key.revoked_reason = None
     key.modified_at = now
     await session.flush()
     await publish(session, Invalidation.key(key.uid))
@@ -288,6 +315,8 @@ async def set_api_key_active(
         key.uid,
         key.name,
     )
+    event = EventType.API_KEY_REACTIVATED if active else EventType.API_KEY_REVOKED
+    await emit(session, principal, event, api_key=key, user=owner, occurred_at=now)
     return key
 
 
@@ -295,6 +324,7 @@ class VerificationCode(StrEnum):
     VALID = "VALID"
     REVOKED = "REVOKED"
     EXPIRED = "EXPIRED"
+    ROTATED = "ROTATED"
     NOT_FOUND = "NOT_FOUND"
     USER_INACTIVE = "USER_INACTIVE"
     MALFORMED = "MALFORMED"
@@ -409,11 +439,12 @@ async def reactivate_api_key(session: AsyncSession, principal: Principal, uid: s
 
 
 async def delete_api_key(session: AsyncSession, principal: Principal, uid: str) -> None:
-    key, _owner = await _get_for_change(session, principal, uid)
+    key, owner = await _get_for_change(session, principal, uid)
     await session.delete(key)
     await session.flush()
     await publish(session, Invalidation.key(key.uid))
     audit.record(session, principal, Action.API_KEY_DELETE, ResourceKind.API_KEY, key.uid, key.name)
+    await emit(session, principal, EventType.API_KEY_DELETED, api_key=key, user=owner)
 
 
 # --- the invalidation feed (GET /v1/apiKeys/invalidations) -----------------------------

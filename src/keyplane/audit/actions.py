@@ -12,6 +12,8 @@ class ResourceKind(StrEnum):
     RESOURCE_LIMIT = "resourceLimit"
     PERMISSION = "permission"
     PERMISSION_ROLE = "permissionRole"
+    TENANT_POLICY = "tenantPolicy"
+    WEBHOOK_ENDPOINT = "webhookEndpoint"
 
 
 class Action(StrEnum):
@@ -20,6 +22,7 @@ class Action(StrEnum):
     API_KEY_REVOKE = "apiKey.revoke"
     API_KEY_REACTIVATE = "apiKey.reactivate"
     API_KEY_DELETE = "apiKey.delete"
+    API_KEY_ROTATE = "apiKey.rotate"
     USER_CREATE = "user.create"
     USER_UPDATE = "user.update"
     USER_DEACTIVATE = "user.deactivate"
@@ -32,6 +35,13 @@ class Action(StrEnum):
     PERMISSION_ROLE_CREATE = "permissionRole.create"
     PERMISSION_ROLE_UPDATE = "permissionRole.update"
     PERMISSION_ROLE_DELETE = "permissionRole.delete"
+    TENANT_POLICY_UPDATE = "tenantPolicy.update"
+    WEBHOOK_ENDPOINT_CREATE = "webhookEndpoint.create"
+    WEBHOOK_ENDPOINT_UPDATE = "webhookEndpoint.update"
+    WEBHOOK_ENDPOINT_DELETE = "webhookEndpoint.delete"
+    WEBHOOK_ENDPOINT_ROTATE_SECRET = "webhookEndpoint.rotateSecret"  # noqa: S105 (an action)
+    # Disabled by Keyplane after failing for too long.
+    WEBHOOK_ENDPOINT_DISABLE = "webhookEndpoint.disable"
     LOGIN = "auth.login"
     LOGOUT = "auth.logout"
     # Failed authentications from one address over its limit (at most one per interval).

@@ -53,6 +53,12 @@ class KeySnapshot:
     user_active: bool
     key_active: bool
     expires_at: datetime
+    # When a rotated key stops working (api_keys.rotation); compared with the clock on
+    # every request, like the expiry. None: not rotated.
+    rotation_grace_ends_at: datetime | None = None
+    # The tenant's policy ranges (policies.service): every key of the tenant must be used
+    # from within them, on top of its own ``allowed_cidrs``. None: no tenant-wide bound.
+    tenant_allowed_cidrs: tuple[str, ...] | None = None
     # What makes the key narrower than its owner (api_keys.restrictions); the defaults
     # are a key without restrictions.
     scopes: frozenset[str] | None = None

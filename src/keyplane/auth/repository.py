@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.kit.credits import Refill, latest_refill_at, refill_due
 from keyplane.kit.shared_limits import RateLimit
-from keyplane.models import ApiKey, AuthSession, LoginLockout, Tenant, User
+from keyplane.models import ApiKey, AuthSession, LoginLockout, Tenant, TenantPolicy, User
 from keyplane.models.base import UTCDateTime
 from keyplane.permissions.repository import role_permissions
 
@@ -49,9 +49,14 @@ async def find_key_snapshot(
             ApiKey.credits_refilled_at,
             ApiKey.owner_id,
             ApiKey.meta,
+            ApiKey.rotation_grace_ends_at,
+            TenantPolicy.allowed_cidrs,
         )
         .join(User, User.uid == ApiKey.user_uid)
         .join(Tenant, Tenant.uid == ApiKey.tenant_uid)
+        # The tenant's policy ranges travel with the snapshot; a change of them drops every
+        # cached snapshot (policies.service.update_policy).
+        .outerjoin(TenantPolicy, TenantPolicy.tenant_uid == ApiKey.tenant_uid)
         .where(ApiKey.key_hash == key_hash)
     )
     row = (await connection.execute(statement)).first()
@@ -61,7 +66,7 @@ async def find_key_snapshot(
     (key_uid, stored_hash, tenant_uid, tenant_name, user_uid, email) = columns[:6]
     (first_name, last_name, role, user_active, key_active, expires_at) = columns[6:12]
     (scopes, permissions, roles, cidrs, rate_limits, remaining, refill) = columns[12:19]
-    (refilled_at, owner_id, meta) = columns[19:]
+    (refilled_at, owner_id, meta, grace_ends_at, tenant_cidrs) = columns[19:]
     effective = set(permissions or ())
     if roles:
         effective |= await role_permissions(connection, tenant_uid, roles)
@@ -78,6 +83,8 @@ async def find_key_snapshot(
         user_active=user_active,
         key_active=key_active,
         expires_at=expires_at,
+        rotation_grace_ends_at=grace_ends_at,
+        tenant_allowed_cidrs=tuple(tenant_cidrs) if tenant_cidrs is not None else None,
         scopes=frozenset(scopes) if scopes is not None else None,
         permissions=frozenset(effective),
         allowed_cidrs=tuple(cidrs) if cidrs is not None else None,

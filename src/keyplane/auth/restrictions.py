@@ -34,10 +34,14 @@ logger = logging.getLogger("keyplane.security")
 
 
 def address_refused(snapshot: KeySnapshot, address: str | None) -> bool:
-    """Whether the key has ranges and the address is in none of them (or unknown)."""
-    if snapshot.allowed_cidrs is None:
-        return False
-    return address is None or not address_allowed(address, snapshot.allowed_cidrs)
+    """Whether the key has ranges (its own, or its tenant's policy's) and the address is
+    outside them (or unknown). Both bounds apply: the address must lie in the key's own
+    ranges and in the tenant's, so a key made before the policy, or one without ranges of
+    its own, is held to the tenant's ranges all the same."""
+    for ranges in (snapshot.allowed_cidrs, snapshot.tenant_allowed_cidrs):
+        if ranges is not None and (address is None or not address_allowed(address, ranges)):
+            return True
+    return False
 
 
 def credits_exhausted(snapshot: KeySnapshot, now: datetime) -> bool:

@@ -11,13 +11,17 @@ key follows its owner's role as it changes, and is refused with ``ApiKeyScopeMis
 |---------------------|--------------------------------------------------------------------|
 | ``apiKeys:read``    | list and read API keys                                             |
 | ``apiKeys:write``   | create, edit, revoke, re-activate, rotate and delete API keys      |
-| ``users:read``      | list and read users                                                |
-| ``users:write``     | create, edit, deactivate and delete users                          |
-| ``limits:read``     | read the tenant's resource limits                                  |
-| ``limits:write``    | change the tenant's resource limits                                |
+| ``users:read``      | list and read users; one's own notifications and their settings    |
+| ``users:write``     | create, edit, deactivate and delete users; one's notification      |
+|                     | settings                                                           |
+| ``limits:read``     | read the tenant's resource limits and API key policy               |
+| ``limits:write``    | change the tenant's resource limits and API key policy             |
 | ``permissions:read``| read the tenant's permission names and roles                       |
 | ``permissions:write``| define, change and delete permission names and roles              |
 | ``audit:read``      | read the audit log                                                 |
+| ``webhooks:read``   | list and read webhook endpoints and their deliveries               |
+| ``webhooks:write``  | register, change, delete webhook endpoints, rotate their secrets,  |
+|                     | resend deliveries                                                  |
 | ``verify``          | verify keys (``POST /v1/apiKeys/verify``) and follow the            |
 |                     | invalidation feed                                                  |
 
@@ -45,6 +49,8 @@ LIMITS_WRITE = "limits:write"
 PERMISSIONS_READ = "permissions:read"
 PERMISSIONS_WRITE = "permissions:write"
 AUDIT_READ = "audit:read"
+WEBHOOKS_READ = "webhooks:read"
+WEBHOOKS_WRITE = "webhooks:write"
 VERIFY = "verify"
 
 SCOPES: dict[str, str] = {
@@ -57,6 +63,9 @@ SCOPES: dict[str, str] = {
     PERMISSIONS_READ: "Read the tenant's permission names and roles.",
     PERMISSIONS_WRITE: "Define, change and delete permission names and roles.",
     AUDIT_READ: "Read the audit log.",
+    WEBHOOKS_READ: "List and read webhook endpoints and their deliveries.",
+    WEBHOOKS_WRITE: "Register, change and delete webhook endpoints, rotate their signing "
+    "secrets and resend deliveries.",
     VERIFY: "Verify API keys for the tenant's own services, and follow the invalidation feed.",
 }
 
@@ -71,6 +80,8 @@ Scope = Literal[
     "permissions:read",
     "permissions:write",
     "audit:read",
+    "webhooks:read",
+    "webhooks:write",
     "verify",
 ]
 assert set(get_args(Scope)) == set(SCOPES)
@@ -94,6 +105,7 @@ OPERATION_SCOPES: dict[str, str | None] = {
     "v1ApiKeysUidDelete": API_KEYS_WRITE,
     "v1ApiKeysUidActiveState": API_KEYS_WRITE,
     "v1ApiKeysUidState": API_KEYS_WRITE,
+    "v1ApiKeysUidRotate": API_KEYS_WRITE,
     "v1ApiKeysVerify": VERIFY,
     "v1ApiKeysInvalidations": VERIFY,
     "v1UsersList": USERS_READ,
@@ -102,8 +114,17 @@ OPERATION_SCOPES: dict[str, str | None] = {
     "v1UsersUidUpdate": USERS_WRITE,
     "v1UsersUidPatch": USERS_WRITE,
     "v1UsersUidDelete": USERS_WRITE,
+    # One's own notifications and their settings: reading oneself, and (the digest is a
+    # tenant admin's) changing oneself.
+    "v1UsersMeNotificationsList": USERS_READ,
+    "v1UsersMeNotificationSettingsGet": USERS_READ,
+    "v1UsersMeNotificationSettingsUpdate": USERS_WRITE,
     "v1TenantResourceLimitsGet": LIMITS_READ,
     "v1TenantResourceLimitsUpdate": LIMITS_WRITE,
+    # The API key policy is a tenant setting, like the limits.
+    "v1TenantApiKeyPolicyGet": LIMITS_READ,
+    "v1TenantApiKeyPolicyUpdate": LIMITS_WRITE,
+    "v1TenantApiKeyPolicyViolations": LIMITS_READ,
     "v1AuditsList": AUDIT_READ,
     "v1PermissionsList": PERMISSIONS_READ,
     "v1PermissionsCreate": PERMISSIONS_WRITE,
@@ -112,6 +133,14 @@ OPERATION_SCOPES: dict[str, str | None] = {
     "v1PermissionRolesCreate": PERMISSIONS_WRITE,
     "v1PermissionRolesUidUpdate": PERMISSIONS_WRITE,
     "v1PermissionRolesUidDelete": PERMISSIONS_WRITE,
+    "v1WebhookEndpointsList": WEBHOOKS_READ,
+    "v1WebhookEndpointsUidGet": WEBHOOKS_READ,
+    "v1WebhookEndpointsUidDeliveries": WEBHOOKS_READ,
+    "v1WebhookEndpointsCreate": WEBHOOKS_WRITE,
+    "v1WebhookEndpointsUidUpdate": WEBHOOKS_WRITE,
+    "v1WebhookEndpointsUidDelete": WEBHOOKS_WRITE,
+    "v1WebhookEndpointsUidRotateSecret": WEBHOOKS_WRITE,
+    "v1WebhookDeliveriesUidResend": WEBHOOKS_WRITE,
 }
 
 

@@ -24,6 +24,7 @@ from keyplane.kit.key_refusals import (
     MALFORMED,
     NOT_FOUND,
     REVOKED,
+    ROTATED,
     USER_INACTIVE,
     KeyRefusal,
     expired_message,
@@ -65,6 +66,10 @@ def key_verdict(snapshot: KeySnapshot, now: datetime) -> KeyRefusal | None:
     decides through here, in this order: a revoked key says so even once it has expired."""
     if not snapshot.key_active:
         return REVOKED
+    # Rotated away: a code of its own, so the caller knows to pick up the new value.
+    grace_ends_at = snapshot.rotation_grace_ends_at
+    if grace_ends_at is not None and grace_ends_at <= now:
+        return ROTATED
     # Against the clock on every request: a cached snapshot never outlives its expiry.
     if snapshot.expires_at <= now:
         return EXPIRED

@@ -21,6 +21,7 @@ from keyplane.cli.connection import (
     expiry_from,
     usage_error,
 )
+from keyplane.cli.durations import parse_duration
 from keyplane.cli.output import OutputFormat
 from keyplane.cli.restrictions import (
     AllowOption,
@@ -246,6 +247,57 @@ def keys_reactivate(
 ) -> None:
     """Re-activate a revoked key."""
     _set_key_active(uid, True, url, api_key, output_format)
+
+
+@app.command("rotate")
+def keys_rotate(
+    uid: KeyUid,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            metavar="DURATION",
+            help="How long the old key keeps working: 0 (stops at once), or a number with "
+            "s, m, h or d, e.g. 24h (at most the server's maximum, 7 days by default).",
+        ),
+    ] = "0",
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print the new key's value alone."),
+    ] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    output_format: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Replace a key with a new one (same name, owner, expiry and restrictions) and print
+    the new value: the only time it is shown. The old key works until the grace period
+    ends, then is refused with ApiKeyRotated."""
+    try:
+        seconds = parse_duration(grace)
+    except ValueError as exc:
+        usage_error(f"--grace: {exc}")
+    with connected(url, api_key) as client:
+        rotated = client.rotate_api_key(uid, grace_period_seconds=seconds)
+    if quiet:
+        sys.stdout.write(f"{rotated.value}\n")
+        sys.stdout.flush()
+        return
+    output.warn("the new key's value is shown only this once: store it now.")
+    if output_format is OutputFormat.JSON:
+        output.emit_json(
+            {
+                "uid": rotated.uid,
+                "value": rotated.value,
+                "rotated_from": rotated.rotated_from,
+                "grace_ends_at": rotated.grace_ends_at.isoformat(),
+            }
+        )
+    else:
+        output.say(
+            f"Rotated API key {uid}: the old key works until "
+            f"{output.when(rotated.grace_ends_at)}. New key ({rotated.uid}):"
+        )
+        output.say(rotated.value)
 
 
 @app.command("delete")

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from keyplane import __version__
-from keyplane.cli import remote
+from keyplane.cli import policy, remote, webhooks
 from keyplane.cli.typer_help import KeyplaneTyper
 from keyplane.kit.problems import describe_problem, sentence, split_location
 from keyplane.settings import Settings
@@ -33,6 +33,8 @@ app.add_typer(remote.keys_app, name="keys", rich_help_panel=remote.PANEL)
 app.add_typer(remote.users_app, name="users", rich_help_panel=remote.PANEL)
 app.add_typer(remote.audit_app, name="audit", rich_help_panel=remote.PANEL)
 app.add_typer(remote.limits_app, name="limits", rich_help_panel=remote.PANEL)
+app.add_typer(policy.app, name="policy", rich_help_panel=remote.PANEL)
+app.add_typer(webhooks.app, name="webhooks", rich_help_panel=remote.PANEL)
 
 
 def _print_version(value: bool) -> None:

@@ -118,6 +118,8 @@ def key_state(key: ApiKey) -> str:
     (extending a revoked key leaves it revoked); expired wins over active."""
     if not key.is_active:
         return "Inactive"
+    if key.state == "rotated":
+        return "Rotated"
     if key.is_expired:
         return "Expired"
     return "Active"

@@ -29,6 +29,7 @@ from keyplane.client.errors import (
 )
 from keyplane.client.models import (
     ApiKey,
+    ApiKeyPolicy,
     AuditEvent,
     CreatedApiKey,
     Credits,
@@ -38,14 +39,18 @@ from keyplane.client.models import (
     PermissionRole,
     RateLimit,
     ResourceLimit,
+    RotatedApiKey,
     User,
     UserInfo,
     VerifiedRateLimit,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 __all__ = [
     "UNCHANGED",
     "ApiKey",
+    "ApiKeyPolicy",
     "AsyncClient",
     "AuditEvent",
     "AuthenticationError",
@@ -64,9 +69,12 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "ResourceLimit",
+    "RotatedApiKey",
     "ServerError",
     "User",
     "UserInfo",
     "ValidationError",
     "VerifiedRateLimit",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -10,10 +10,20 @@ from typing import Any, TypeVar
 import httpx
 
 from keyplane.client import _core as calls
-from keyplane.client._core import UNCHANGED, Call, Change, Credentials, Page, Restrictions
+from keyplane.client import _webhooks as webhook_calls
+from keyplane.client._core import (
+    UNCHANGED,
+    Call,
+    Change,
+    Credentials,
+    Page,
+    Restrictions,
+    Unchanged,
+)
 from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError, NotFound
 from keyplane.client.models import (
     ApiKey,
+    ApiKeyPolicy,
     AuditEvent,
     CreatedApiKey,
     Credits,
@@ -22,8 +32,11 @@ from keyplane.client.models import (
     PermissionRole,
     RateLimit,
     ResourceLimit,
+    RotatedApiKey,
     User,
     UserInfo,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 T = TypeVar("T")
@@ -235,6 +248,13 @@ class AsyncClient:
         await self._execute(calls.update_api_key(uid, name, description, expires_at, restrictions))
         return await self.get_api_key(uid)
 
+    async def rotate_api_key(self, uid: str, *, grace_period_seconds: int = 0) -> RotatedApiKey:
+        """Replaces the key with a new one (same name, owner, expiry and restrictions)
+        and returns its value, once. The old key keeps working for
+        ``grace_period_seconds`` (0: stops at once; never past its expiry), then is
+        refused with ``ApiKeyRotated``. Never retried: a lost answer would lose the value."""
+        return await self._execute(calls.rotate_api_key(uid, grace_period_seconds))
+
     async def revoke_api_key(self, uid: str) -> None:
         await self._execute(calls.set_api_key_active(uid, False))
 
@@ -404,6 +424,45 @@ class AsyncClient:
         """Deletes the user and every key they own."""
         await self._execute(calls.delete_user(uid))
 
+    async def get_api_key_policy(self) -> ApiKeyPolicy:
+        """The caller's tenant's API key policy."""
+        return await self._execute(calls.get_api_key_policy(await self._own_tenant_uid()))
+
+    async def update_api_key_policy(
+        self,
+        policy: ApiKeyPolicy | None = None,
+        *,
+        max_lifetime_days: Change[int] = UNCHANGED,
+        default_lifetime_days: Change[int] = UNCHANGED,
+        expiry_required: bool | Unchanged = UNCHANGED,
+        key_creation: str | Unchanged = UNCHANGED,
+        allowed_cidrs: Change[Sequence[str]] = UNCHANGED,
+        inactivity_days: Change[int] = UNCHANGED,
+        expiry_notice_days: Sequence[int] | Unchanged = UNCHANGED,
+    ) -> ApiKeyPolicy:
+        """Tenant admins: saves ``policy`` whole, or the current policy with the fields
+        given changed (None: the server's lifetime, no ranges, no inactivity limit).
+        Returns the policy now in force."""
+        tenant_uid = await self._own_tenant_uid()
+        if policy is None:
+            policy = await self._execute(calls.get_api_key_policy(tenant_uid))
+        changes = dict(
+            max_lifetime_days=max_lifetime_days,
+            default_lifetime_days=default_lifetime_days,
+            expiry_required=expiry_required,
+            key_creation=key_creation,
+            allowed_cidrs=list(allowed_cidrs)
+            if isinstance(allowed_cidrs, Sequence) and not isinstance(allowed_cidrs, str)
+            else allowed_cidrs,
+            inactivity_days=inactivity_days,
+            expiry_notice_days=list(expiry_notice_days)
+            if isinstance(expiry_notice_days, Sequence)
+            else expiry_notice_days,
+        )
+        return await self._execute(
+            calls.update_api_key_policy(tenant_uid, calls.changed_policy(policy, changes))
+        )
+
     async def get_api_key_limit(self) -> ResourceLimit:
         return await self._execute(calls.get_api_key_limit(await self._own_tenant_uid()))
 
@@ -430,3 +489,60 @@ class AsyncClient:
             "endTime": end,
         }
         return self._pages(lambda offset: calls.list_audit_events_page(filters, offset))
+
+    # --- webhooks (tenant admins) -----------------------------------------------------
+
+    async def list_webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """The tenant's webhook endpoints (at most 20), oldest first."""
+        return (await self._execute(webhook_calls.list_endpoints())).items
+
+    async def get_webhook_endpoint(self, uid: str) -> WebhookEndpoint:
+        return await self._execute(webhook_calls.get_endpoint(uid))
+
+    async def create_webhook_endpoint(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        description: str = "",
+        enabled: bool = True,
+    ) -> WebhookEndpoint:
+        """Register an endpoint; ``.secret`` is its signing secret, available this once."""
+        return await self._execute(webhook_calls.create_endpoint(url, events, description, enabled))
+
+    async def update_webhook_endpoint(
+        self,
+        uid: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookEndpoint:
+        """Changes what is given; the rest stays as it is."""
+        current = await self.get_webhook_endpoint(uid)
+        return await self._execute(
+            webhook_calls.replace_endpoint(
+                uid,
+                current.url if url is None else url,
+                current.events if events is None else events,
+                current.description if description is None else description,
+                current.enabled if enabled is None else enabled,
+            )
+        )
+
+    async def delete_webhook_endpoint(self, uid: str) -> None:
+        await self._execute(webhook_calls.delete_endpoint(uid))
+
+    async def rotate_webhook_secret(self, uid: str) -> WebhookEndpoint:
+        """A new signing secret in ``.secret`` (this once); the previous one keeps signing
+        alongside it for 24 hours."""
+        return await self._execute(webhook_calls.rotate_secret(uid))
+
+    def list_webhook_deliveries(self, endpoint_uid: str) -> AsyncIterator[WebhookDelivery]:
+        """The endpoint's deliveries, newest first."""
+        return self._pages(lambda offset: webhook_calls.list_deliveries_page(endpoint_uid, offset))
+
+    async def resend_webhook_delivery(self, uid: str) -> WebhookDelivery:
+        """A new delivery of the same event (same ``webhook-id``)."""
+        return await self._execute(webhook_calls.resend_delivery(uid))

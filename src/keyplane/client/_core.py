@@ -16,6 +16,7 @@ import httpx
 from keyplane.client.errors import AuthenticationError, KeyplaneError, error_for
 from keyplane.client.models import (
     ApiKey,
+    ApiKeyPolicy,
     AuditEvent,
     CreatedApiKey,
     Credits,
@@ -24,6 +25,7 @@ from keyplane.client.models import (
     PermissionRole,
     RateLimit,
     ResourceLimit,
+    RotatedApiKey,
     User,
     UserInfo,
 )
@@ -243,6 +245,21 @@ def update_api_key(
     return Call("PUT", f"/v1/apiKeys/{uid}", _nothing, json={"metadata": metadata, "spec": spec})
 
 
+def rotate_api_key(uid: str, grace_period_seconds: int) -> Call[RotatedApiKey]:
+    def parse(response: httpx.Response) -> RotatedApiKey:
+        return RotatedApiKey.from_api(response.json())
+
+    return Call(
+        "POST",
+        f"/v1/apiKeys/{uid}/rotate",
+        parse,
+        json={"gracePeriodSeconds": grace_period_seconds},
+        # Not retried: a second rotation would be refused (the key is rotated) and the
+        # first one's value lost.
+        idempotent=False,
+    )
+
+
 def set_api_key_active(uid: str, active: bool) -> Call[None]:
     return Call("PATCH", f"/v1/apiKeys/{uid}", _nothing, json={"isActive": active})
 
@@ -413,6 +430,26 @@ def get_api_key_limit(tenant_uid: str) -> Call[ResourceLimit]:
 def set_api_key_limit(tenant_uid: str, limit: int) -> Call[None]:
     body = {"resources": [{"kind": "apiKey", "limit": limit}]}
     return Call("PATCH", f"/v1/tenants/{tenant_uid}/resourceLimits", _nothing, json=body)
+
+
+def get_api_key_policy(tenant_uid: str) -> Call[ApiKeyPolicy]:
+    def parse(response: httpx.Response) -> ApiKeyPolicy:
+        return ApiKeyPolicy.from_api(response.json())
+
+    return Call("GET", f"/v1/tenants/{tenant_uid}/apiKeyPolicy", parse)
+
+
+def update_api_key_policy(tenant_uid: str, policy: ApiKeyPolicy) -> Call[ApiKeyPolicy]:
+    def parse(response: httpx.Response) -> ApiKeyPolicy:
+        return ApiKeyPolicy.from_api(response.json())
+
+    return Call("PUT", f"/v1/tenants/{tenant_uid}/apiKeyPolicy", parse, json=policy.to_api())
+
+
+def changed_policy(current: ApiKeyPolicy, changes: Mapping[str, Any]) -> ApiKeyPolicy:
+    """``current`` with the fields not ``UNCHANGED`` in ``changes`` replaced."""
+    given = {name: value for name, value in changes.items() if value is not UNCHANGED}
+    return current.model_copy(update=given)
 
 
 def list_audit_events_page(filters: dict[str, Any], offset: int) -> Call[Page[AuditEvent]]:

@@ -9,10 +9,20 @@ from typing import Any, TypeVar
 import httpx
 
 from keyplane.client import _core as calls
-from keyplane.client._core import UNCHANGED, Call, Change, Credentials, Page, Restrictions
+from keyplane.client import _webhooks as webhook_calls
+from keyplane.client._core import (
+    UNCHANGED,
+    Call,
+    Change,
+    Credentials,
+    Page,
+    Restrictions,
+    Unchanged,
+)
 from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError, NotFound
 from keyplane.client.models import (
     ApiKey,
+    ApiKeyPolicy,
     AuditEvent,
     CreatedApiKey,
     Credits,
@@ -21,8 +31,11 @@ from keyplane.client.models import (
     PermissionRole,
     RateLimit,
     ResourceLimit,
+    RotatedApiKey,
     User,
     UserInfo,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 
 T = TypeVar("T")
@@ -233,6 +246,13 @@ class Client:
         self._execute(calls.update_api_key(uid, name, description, expires_at, restrictions))
         return self.get_api_key(uid)
 
+    def rotate_api_key(self, uid: str, *, grace_period_seconds: int = 0) -> RotatedApiKey:
+        """Replaces the key with a new one (same name, owner, expiry and restrictions)
+        and returns its value, once. The old key keeps working for
+        ``grace_period_seconds`` (0: stops at once; never past its expiry), then is
+        refused with ``ApiKeyRotated``. Never retried: a lost answer would lose the value."""
+        return self._execute(calls.rotate_api_key(uid, grace_period_seconds))
+
     def revoke_api_key(self, uid: str) -> None:
         self._execute(calls.set_api_key_active(uid, False))
 
@@ -368,6 +388,45 @@ class Client:
         """Deletes the user and every key they own."""
         self._execute(calls.delete_user(uid))
 
+    def get_api_key_policy(self) -> ApiKeyPolicy:
+        """The caller's tenant's API key policy."""
+        return self._execute(calls.get_api_key_policy(self._own_tenant_uid()))
+
+    def update_api_key_policy(
+        self,
+        policy: ApiKeyPolicy | None = None,
+        *,
+        max_lifetime_days: Change[int] = UNCHANGED,
+        default_lifetime_days: Change[int] = UNCHANGED,
+        expiry_required: bool | Unchanged = UNCHANGED,
+        key_creation: str | Unchanged = UNCHANGED,
+        allowed_cidrs: Change[Sequence[str]] = UNCHANGED,
+        inactivity_days: Change[int] = UNCHANGED,
+        expiry_notice_days: Sequence[int] | Unchanged = UNCHANGED,
+    ) -> ApiKeyPolicy:
+        """Tenant admins: saves ``policy`` whole, or the current policy with the fields
+        given changed (None: the server's lifetime, no ranges, no inactivity limit).
+        Returns the policy now in force."""
+        tenant_uid = self._own_tenant_uid()
+        if policy is None:
+            policy = self._execute(calls.get_api_key_policy(tenant_uid))
+        changes = dict(
+            max_lifetime_days=max_lifetime_days,
+            default_lifetime_days=default_lifetime_days,
+            expiry_required=expiry_required,
+            key_creation=key_creation,
+            allowed_cidrs=list(allowed_cidrs)
+            if isinstance(allowed_cidrs, Sequence) and not isinstance(allowed_cidrs, str)
+            else allowed_cidrs,
+            inactivity_days=inactivity_days,
+            expiry_notice_days=list(expiry_notice_days)
+            if isinstance(expiry_notice_days, Sequence)
+            else expiry_notice_days,
+        )
+        return self._execute(
+            calls.update_api_key_policy(tenant_uid, calls.changed_policy(policy, changes))
+        )
+
     def get_api_key_limit(self) -> ResourceLimit:
         return self._execute(calls.get_api_key_limit(self._own_tenant_uid()))
 
@@ -394,3 +453,60 @@ class Client:
             "endTime": end,
         }
         return self._pages(lambda offset: calls.list_audit_events_page(filters, offset))
+
+    # --- webhooks (tenant admins) -----------------------------------------------------
+
+    def list_webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """The tenant's webhook endpoints (at most 20), oldest first."""
+        return self._execute(webhook_calls.list_endpoints()).items
+
+    def get_webhook_endpoint(self, uid: str) -> WebhookEndpoint:
+        return self._execute(webhook_calls.get_endpoint(uid))
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        description: str = "",
+        enabled: bool = True,
+    ) -> WebhookEndpoint:
+        """Register an endpoint; ``.secret`` is its signing secret, available this once."""
+        return self._execute(webhook_calls.create_endpoint(url, events, description, enabled))
+
+    def update_webhook_endpoint(
+        self,
+        uid: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookEndpoint:
+        """Changes what is given; the rest stays as it is."""
+        current = self.get_webhook_endpoint(uid)
+        return self._execute(
+            webhook_calls.replace_endpoint(
+                uid,
+                current.url if url is None else url,
+                current.events if events is None else events,
+                current.description if description is None else description,
+                current.enabled if enabled is None else enabled,
+            )
+        )
+
+    def delete_webhook_endpoint(self, uid: str) -> None:
+        self._execute(webhook_calls.delete_endpoint(uid))
+
+    def rotate_webhook_secret(self, uid: str) -> WebhookEndpoint:
+        """A new signing secret in ``.secret`` (this once); the previous one keeps signing
+        alongside it for 24 hours."""
+        return self._execute(webhook_calls.rotate_secret(uid))
+
+    def list_webhook_deliveries(self, endpoint_uid: str) -> Iterator[WebhookDelivery]:
+        """The endpoint's deliveries, newest first."""
+        return self._pages(lambda offset: webhook_calls.list_deliveries_page(endpoint_uid, offset))
+
+    def resend_webhook_delivery(self, uid: str) -> WebhookDelivery:
+        """A new delivery of the same event (same ``webhook-id``)."""
+        return self._execute(webhook_calls.resend_delivery(uid))

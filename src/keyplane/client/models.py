@@ -106,6 +106,13 @@ class ApiKey(_Model):
     # Whether the key carries a restriction (scopes, permissions, roles, address ranges,
     # rate limits or credits).
     restricted: bool = False
+    # active, inactive (revoked), expired or rotated; None from older servers.
+    state: str | None = None
+    # Rotation: the key that replaced this one, the one it replaced, and when this one
+    # stops working (None: not rotated).
+    rotated_to: str | None = None
+    rotated_from: str | None = None
+    rotation_grace_ends_at: datetime | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> ApiKey:
@@ -135,6 +142,10 @@ class ApiKey(_Model):
             owner_id=spec.get("ownerId"),
             meta=spec.get("meta"),
             restricted=status.get("restricted", False),
+            state=status.get("state"),
+            rotated_to=status.get("rotatedTo"),
+            rotated_from=status.get("rotatedFrom"),
+            rotation_grace_ends_at=status.get("rotationGraceEndsAt"),
         )
 
 
@@ -144,6 +155,66 @@ class CreatedApiKey(_Model):
 
     uid: str
     value: str = Field(repr=False)
+
+
+class RotatedApiKey(CreatedApiKey):
+    """The new key of a rotation (``value``: store it now) and the old key's fate: it
+    works until ``grace_ends_at``, then is refused with ``ApiKeyRotated``."""
+
+    rotated_from: str
+    grace_ends_at: datetime
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> RotatedApiKey:
+        return cls(
+            uid=data["uid"],
+            value=data["apiKey"],
+            rotated_from=data["rotatedFrom"],
+            grace_ends_at=data["graceEndsAt"],
+        )
+
+
+# The fields of a policy a PUT sends, in the API's names.
+_POLICY_API_NAMES = {
+    "max_lifetime_days": "maxLifetimeDays",
+    "default_lifetime_days": "defaultLifetimeDays",
+    "expiry_required": "expiryRequired",
+    "key_creation": "keyCreation",
+    "allowed_cidrs": "allowedCidrs",
+    "inactivity_days": "inactivityDays",
+    "expiry_notice_days": "expiryNoticeDays",
+}
+
+
+class ApiKeyPolicy(_Model):
+    """A tenant's API key policy. None: the server's lifetimes, no tenant-wide address
+    ranges, no inactivity revocation. ``effective_*``: what is in force with the
+    server's limits applied (read-only)."""
+
+    max_lifetime_days: int | None = None
+    default_lifetime_days: int | None = None
+    expiry_required: bool = False
+    key_creation: str = "everyone"
+    allowed_cidrs: list[str] | None = None
+    inactivity_days: int | None = None
+    expiry_notice_days: list[int] = Field(default_factory=lambda: [7, 1])
+    effective_max_lifetime_days: int | None = None
+    effective_default_lifetime_days: int | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ApiKeyPolicy:
+        values = {name: data.get(api) for name, api in _POLICY_API_NAMES.items()}
+        values["expiry_required"] = bool(values["expiry_required"])
+        values["key_creation"] = values["key_creation"] or "everyone"
+        values["expiry_notice_days"] = values["expiry_notice_days"] or []
+        return cls(
+            **values,
+            effective_max_lifetime_days=data.get("effectiveMaxLifetimeDays"),
+            effective_default_lifetime_days=data.get("effectiveDefaultLifetimeDays"),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {api: getattr(self, name) for name, api in _POLICY_API_NAMES.items()}
 
 
 class VerifiedRateLimit(_Model):
@@ -158,7 +229,7 @@ class VerifiedRateLimit(_Model):
 
 class KeyVerification(_Model):
     """Keyplane's answer about a key. ``code`` is VALID, or why not: REVOKED, EXPIRED,
-    NOT_FOUND, USER_INACTIVE, MALFORMED, FORBIDDEN_ADDRESS, INSUFFICIENT_PERMISSIONS,
+    ROTATED, NOT_FOUND, USER_INACTIVE, MALFORMED, FORBIDDEN_ADDRESS, INSUFFICIENT_PERMISSIONS,
     RATE_LIMITED or USAGE_EXCEEDED (``keyplane.kit.key_refusals``)."""
 
     valid: bool
@@ -327,4 +398,73 @@ class AuditEvent(_Model):
             resource_name=resource.get("name", ""),
             client_address=annotations.get("clientAddress", ""),
             message=spec.get("userMsg", ""),
+        )
+
+
+class WebhookEndpoint(_Model):
+    """Where the tenant's events are POSTed, signed to the Standard Webhooks spec."""
+
+    uid: str
+    url: str
+    description: str
+    events: list[str]
+    enabled: bool
+    created_by_uid: str
+    created_at: datetime
+    modified_at: datetime
+    failing_since: datetime | None = None
+    disabled_reason: str | None = None
+    # Only when the endpoint was just created or its secret rotated: shown that once.
+    secret: str | None = Field(default=None, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> WebhookEndpoint:
+        return cls(
+            uid=data["uid"],
+            url=data["url"],
+            description=data.get("description") or "",
+            events=list(data.get("events") or []),
+            enabled=bool(data["enabled"]),
+            created_by_uid=data.get("createdByUid") or "",
+            created_at=data["creationTimestamp"],
+            modified_at=data["lastModifiedTimestamp"],
+            failing_since=data.get("failingSince"),
+            disabled_reason=data.get("disabledReason"),
+            secret=data.get("secret"),
+        )
+
+
+class WebhookDelivery(_Model):
+    """One event sent (or being sent) to one endpoint."""
+
+    uid: str
+    endpoint_uid: str
+    event_uid: str
+    event_type: str
+    status: str
+    attempts: int
+    response_status: int | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    created_at: datetime
+    last_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> WebhookDelivery:
+        return cls(
+            uid=data["uid"],
+            endpoint_uid=data["endpointUid"],
+            event_uid=data["eventUid"],
+            event_type=data["eventType"],
+            status=data["status"],
+            attempts=data["attempts"],
+            response_status=data.get("responseStatus"),
+            duration_ms=data.get("durationMs"),
+            error=data.get("error"),
+            created_at=data["creationTimestamp"],
+            last_attempt_at=data.get("lastAttemptTimestamp"),
+            next_attempt_at=data.get("nextAttemptTimestamp"),
+            finished_at=data.get("finishedTimestamp"),
         )

@@ -34,6 +34,12 @@ REVOKED = KeyRefusal(
     "This API key has been revoked; re-activate it or use another key.",
 )
 EXPIRED = KeyRefusal("EXPIRED", "ApiKeyExpired", "This API key has expired.")
+# Replaced by a rotation whose grace period has ended (api_keys.rotation).
+ROTATED = KeyRefusal(
+    "ROTATED",
+    "ApiKeyRotated",
+    "This API key was rotated and its grace period has ended; use the new key that replaced it.",
+)
 USER_INACTIVE = KeyRefusal(
     "USER_INACTIVE",
     "ApiKeyUserInactive",
@@ -73,6 +79,7 @@ BY_VERIFY_CODE = {
         NOT_FOUND,
         REVOKED,
         EXPIRED,
+        ROTATED,
         USER_INACTIVE,
         FORBIDDEN_ADDRESS,
         INSUFFICIENT_PERMISSIONS,

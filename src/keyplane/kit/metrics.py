@@ -6,7 +6,7 @@ Every metric is ``keyplane_*``; labels take a few fixed values each (no paths, n
         method apiKey|session; outcome ok, or the refusal's code (ApiKeyRevoked,
         TokenExpired, TooManyAuthFailures, DatabaseUnreachable, ...)
     keyplane_verifications_total{code}               POST /v1/apiKeys/verify answers:
-        VALID, REVOKED, EXPIRED, NOT_FOUND, USER_INACTIVE, MALFORMED, FORBIDDEN_ADDRESS,
+        VALID, REVOKED, EXPIRED, ROTATED, NOT_FOUND, USER_INACTIVE, MALFORMED, FORBIDDEN_ADDRESS,
         INSUFFICIENT_PERMISSIONS, RATE_LIMITED, USAGE_EXCEEDED
     keyplane_request_duration_seconds{kind}          histogram, every HTTP request: kind
         verify, users_info, auth, api, probe, static or console (everything else)

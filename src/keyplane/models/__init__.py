@@ -7,10 +7,18 @@ from keyplane.models.base import Base
 from keyplane.models.cache_instance import CacheInstance
 from keyplane.models.cache_invalidation import CacheInvalidation
 from keyplane.models.login_lockout import LoginLockout
+from keyplane.models.notification import Notification, NotificationStatus
 from keyplane.models.permission import Permission, PermissionRole
 from keyplane.models.resource_limit import ResourceLimit
 from keyplane.models.tenant import Tenant
+from keyplane.models.tenant_policy import KeyCreation, TenantPolicy
 from keyplane.models.user import Role, User
+from keyplane.models.webhook import (
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "ApiKey",
@@ -20,11 +28,19 @@ __all__ = [
     "Base",
     "CacheInstance",
     "CacheInvalidation",
+    "DeliveryStatus",
+    "KeyCreation",
     "LoginLockout",
+    "Notification",
+    "NotificationStatus",
     "Permission",
     "PermissionRole",
     "ResourceLimit",
     "Role",
     "Tenant",
+    "TenantPolicy",
     "User",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

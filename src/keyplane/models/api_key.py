@@ -19,6 +19,8 @@ class ApiKeyState(StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"  # revoked
     EXPIRED = "expired"
+    # Replaced by a rotation whose grace period has ended (``rotated_to_uid``).
+    ROTATED = "rotated"
 
 
 class ApiKey(Base):
@@ -27,6 +29,8 @@ class ApiKey(Base):
         UniqueConstraint("user_uid", "name"),
         Index("ix_api_keys_tenant_uid_created_at_uid", "tenant_uid", "created_at", "uid"),
         Index("ix_api_keys_tenant_uid_owner_id", "tenant_uid", "owner_id"),
+        # The expiry notices' scans (notifications.worker) read keys by expiry.
+        Index("ix_api_keys_expires_at", "expires_at"),
     )
 
     uid: Mapped[str] = uid_column()
@@ -76,10 +80,23 @@ class ApiKey(Base):
     owner_id: Mapped[str | None] = mapped_column(String(256), default=None)
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
+    # Rotation (api_keys.rotation): the key that replaced this one, and the moment this one
+    # stops working (``ApiKeyRotated``): the end of the grace period, never past its expiry.
+    # Plain uids, not foreign keys: either key may be deleted while the other lives on.
+    rotated_to_uid: Mapped[str | None] = mapped_column(String(24), default=None)
+    rotated_from_uid: Mapped[str | None] = mapped_column(String(24), default=None)
+    rotation_grace_ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Why a key was revoked when Keyplane itself revoked it ("inactivity", "policy"); NULL
+    # when a person did, or when it is active. Cleared by re-activation.
+    revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+
     user: Mapped[User] = relationship(lazy="raise")
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at <= now
+
+    def is_rotated_away(self, now: datetime) -> bool:
+        return self.rotation_grace_ends_at is not None and self.rotation_grace_ends_at <= now
 
     def state(self, now: datetime) -> ApiKeyState:
         """Expired wins over active: the key no longer authenticates. Revoked (inactive)
@@ -88,6 +105,8 @@ class ApiKey(Base):
         first (``ApiKeyRevoked``, verification's ``REVOKED``)."""
         if not self.is_active:
             return ApiKeyState.INACTIVE
+        if self.is_rotated_away(now):
+            return ApiKeyState.ROTATED
         if self.is_expired(now):
             return ApiKeyState.EXPIRED
         return ApiKeyState.ACTIVE

@@ -29,6 +29,8 @@ from keyplane.audit.actions import Action, ResourceKind
 from keyplane.auth import policy, throttling
 from keyplane.auth import repository as auth_repository
 from keyplane.auth.principal import AuthMethod, Principal
+from keyplane.events.service import emit
+from keyplane.events.types import EventType
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, publish
 from keyplane.kit.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -138,6 +140,7 @@ async def create_user(
     session.add(user)
     await session.flush()
     audit.record(session, principal, Action.USER_CREATE, ResourceKind.USER, user.uid, user.email)
+    await emit(session, principal, EventType.USER_CREATED, user=user)
     return user
 
 
@@ -250,6 +253,8 @@ async def update_user(
         user.email,
         message="; ".join(events),
     )
+    if state_changed and not active:
+        await emit(session, principal, EventType.USER_DEACTIVATED, user=user, occurred_at=now)
     return user
 
 
@@ -286,3 +291,4 @@ async def delete_user(session: AsyncSession, principal: Principal, uid: str) -> 
         user.email,
         message="the user's API keys were deleted with them; " + _sessions_ended(ended, kept=False),
     )
+    await emit(session, principal, EventType.USER_DELETED, user=user)

@@ -1,0 +1,1 @@
+"""Tenant API key policies (Tenant Settings > API Key Policy)."""

@@ -1,0 +1,1 @@
+"""Signed webhooks (Standard Webhooks): endpoints, the event outbox and its delivery."""
