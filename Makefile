@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/middleware.py
 	$(BIN)/python bench/restrictions.py
+	$(BIN)/python bench/scanner.py
 
 # The same at small sizes, to check that they run (~3 min).
 bench-quick: install
@@ -81,6 +82,7 @@ bench-quick: install
 	$(BIN)/python bench/scale.py --keys 100000 --users 1000 --tenants 10 --cold-keys 20000 --duration 3 --warmup 1
 	$(BIN)/python bench/middleware.py --keys 200 --duration 3 --warmup 1 --rounds 10
 	$(BIN)/python bench/restrictions.py --keys 2000 --distinct-keys 200 --duration 2 --warmup 1
+	$(BIN)/python bench/scanner.py --megabytes 30
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

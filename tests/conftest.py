@@ -36,6 +36,7 @@ TABLES = [
     "api_keys",
     "cache_instances",
     "cache_invalidations",
+    "key_leaks",
     "login_lockouts",
     "notifications",
     "permission_roles",

@@ -43,6 +43,9 @@ PUBLIC = {
     ("GET", "/metrics"),
     ("POST", "/v1/auth/authenticate"),
     ("GET", "/v1/auth/refresh/{token}"),
+    # Leak reports: anyone's (rate limited per address), and GitHub's (signed by GitHub).
+    ("POST", "/v1/apiKeys/leaks"),
+    ("POST", "/v1/apiKeys/leaks/github"),
 }
 # "/" only sends the visitor on (to the login page or to My API Keys, which checks).
 CONSOLE_PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/")}
@@ -389,6 +392,10 @@ ROLE_TABLE: list[tuple[str, str, tuple[int, int, int]]] = [
     ("GET", "/v1/auth/refresh/{token}", (200, 200, 200)),
     ("GET", "/v1/users/info", (200, 200, 200)),
     ("POST", "/v1/apiKeys/verify", (200, 403, 200)),
+    # No credential needed: a credential sent along changes nothing. No GitHub keys are
+    # configured here, so the partner endpoint is not there.
+    ("POST", "/v1/apiKeys/leaks", (202, 202, 202)),
+    ("POST", "/v1/apiKeys/leaks/github", (404, 404, 404)),
     ("GET", "/v1/apiKeys/invalidations", (200, 403, 200)),
     ("GET", "/v1/apiKeys", (200, 200, 403)),
     ("POST", "/v1/apiKeys", (201, 201, 403)),
@@ -550,6 +557,10 @@ def _role_request(
             body = [{"op": "replace", "path": "/spec/lastName", "value": "Bee"}]
     elif path == "/v1/apiKeys/verify":
         body = {"key": cell.own_key.value}
+    elif path == "/v1/apiKeys/leaks":
+        body = {"leaks": [{"value": generate_api_key(), "url": "https://example.com/x"}]}
+    elif path == "/v1/apiKeys/leaks/github":
+        body = [{"token": generate_api_key(), "type": "keyplane_api_key"}]
     elif path == "/v1/apiKeys":
         body = {"metadata": {"name": "made-here"}} if method == "POST" else None
     elif path == "/v1/users/me/notificationSettings" and method == "PUT":
@@ -696,7 +707,16 @@ def _operation_ids(app: FastAPI) -> dict[tuple[str, str], str]:
 
 
 # Operations no API key is used for (sessions, probes): outside the scope catalogue.
-NOT_KEY_OPERATIONS = {"v1Authenticate", "v1AuthRefresh", "v1AuthLogout", "metrics", "readyz"}
+NOT_KEY_OPERATIONS = {
+    "v1Authenticate",
+    "v1AuthRefresh",
+    "v1AuthLogout",
+    "metrics",
+    "readyz",
+    # Leak reports take no credential (api_keys.leak_endpoints).
+    "v1ApiKeysLeaksReport",
+    "v1ApiKeysLeaksGitHub",
+}
 
 
 def test_every_operation_has_its_scope_in_the_catalogue(app: FastAPI) -> None:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyplane import __version__
 from keyplane.api_keys.endpoints import router as api_keys_router
+from keyplane.api_keys.leak_endpoints import router as leaks_router
 from keyplane.audit.endpoints import router as audit_router
 from keyplane.auth.endpoints import router as auth_router
 from keyplane.console.router import router as console_router
@@ -128,11 +129,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.sessionmaker = runtime.sessionmaker
         # How long changes wait for every worker to confirm them (keyplane.kit.invalidation).
         runtime.confirmations.observe = app.state.metrics.observe_confirmation_wait
+        listener = invalidation_listener(runtime)
+        listener.observe_delay = app.state.metrics.observe_invalidation_delay
         tasks = [
             asyncio.create_task(
                 runtime.last_used.run(runtime.sessionmaker, settings.last_used_flush_seconds)
             ),
-            asyncio.create_task(invalidation_listener(runtime).run()),
+            asyncio.create_task(listener.run()),
             asyncio.create_task(app.state.metrics.keep_current(runtime)),
         ]
         if settings.background_jobs_enabled:
@@ -179,6 +182,9 @@ def create_app(settings: Settings) -> KeyplaneApp:
     install_error_handlers(app)
     for router in (
         auth_router,
+        # Before api_keys_router: its /v1/apiKeys/{uid} would otherwise be the first route
+        # matching /v1/apiKeys/leaks, and name the methods of a 405's Allow.
+        leaks_router,
         api_keys_router,
         users_router,
         notifications_router,

@@ -130,6 +130,17 @@ class Settings(BaseSettings):
     # An endpoint whose every delivery has failed for this long is disabled.
     webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=1)
 
+    # Leak reports (POST /v1/apiKeys/leaks, unauthenticated): per client address, and at
+    # most this many values per report.
+    leak_report_rate_per_second: float = Field(default=1.0, gt=0)
+    leak_report_burst: int = Field(default=20, ge=1)
+    leak_report_max_items: int = Field(default=100, ge=1, le=1000)
+    # GitHub's secret scanning partner programme: a JSON file in the shape GitHub publishes
+    # its signing keys (https://api.github.com/meta/public_keys/secret_scanning:
+    # {"public_keys": [{"key_identifier", "key", "is_current"}]}). Without it the partner
+    # endpoint answers 404.
+    github_secret_scanning_keys_file: Path | None = None
+
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_json_depth: int = Field(default=32, ge=2)
 

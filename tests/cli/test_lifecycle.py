@@ -50,5 +50,11 @@ def test_rotate_a_key_and_set_the_policy(cli: Cli, live: LiveServer) -> None:
     assert (kept["inactivity_days"], kept["max_lifetime_days"]) == (None, 90)
     shown_policy = cli.ok("policy", "show").stdout
     assert "90 days" in shown_policy
+    assert "revoke at once" in shown_policy
+    flagged = cli.json("policy", "set", "--leak-action", "flag")
+    assert (flagged["leak_action"], flagged["max_lifetime_days"]) == ("flag", 90)
+    assert "flag only" in cli.ok("policy", "show").stdout
+    wrong = cli("policy", "set", "--leak-action", "ignore")
+    assert wrong.returncode == 2
     refused = cli("policy", "set", "--max-lifetime", "400")
     assert (refused.returncode, error_code(refused)) == (1, "PolicyMaxLifetimeTooLong")

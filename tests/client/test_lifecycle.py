@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from keyplane.client import (
@@ -43,6 +44,10 @@ def test_rotate_and_policy_with_the_sync_client(server: LiveServer) -> None:
         assert saved.allowed_cidrs == ["10.0.0.0/8"]
         kept = client.update_api_key_policy(inactivity_days=90)
         assert (kept.max_lifetime_days, kept.inactivity_days) == (10, 90)
+        assert kept.leak_action == "revoke"
+        flagged = client.update_api_key_policy(leak_action="flag")
+        assert (flagged.leak_action, flagged.inactivity_days) == ("flag", 90)
+        assert client.get_api_key_policy().leak_action == "flag"
         cleared = client.update_api_key_policy(allowed_cidrs=None, max_lifetime_days=None)
         assert (cleared.allowed_cidrs, cleared.max_lifetime_days) == (None, None)
         with pytest.raises(ValidationError):
@@ -62,3 +67,21 @@ async def test_rotate_and_policy_with_the_async_client(server: LiveServer) -> No
         policy = await client.update_api_key_policy(key_creation="admins")
         assert policy.key_creation == "admins"
         assert (await client.get_api_key_policy()).key_creation == "admins"
+
+
+def test_a_leaked_key_through_the_sync_client(server: LiveServer) -> None:
+    admin = server.world.admin
+    with Client(server.url, email=admin.email, org="acme", password=admin.password) as client:
+        created = client.create_api_key("leaky")
+        reported = httpx.post(
+            f"{server.url}/v1/apiKeys/leaks", json={"leaks": [{"value": created.value}]}
+        )
+        assert reported.status_code == 202
+        key = client.get_api_key(created.uid)
+        assert (key.is_active, key.leaked_at is not None) == (False, True)
+        with pytest.raises(Conflict) as refused:
+            client.reactivate_api_key(created.uid)
+        assert refused.value.code == "ApiKeyLeaked"
+        client.reactivate_api_key(created.uid, confirm_leaked=True)
+        key = client.get_api_key(created.uid)
+        assert (key.is_active, key.leaked_at) == (True, None)

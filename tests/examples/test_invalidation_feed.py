@@ -14,6 +14,7 @@ import httpx
 import pytest
 from examples.inventory_service.app import create_app
 
+from keyplane.api_keys.endpoints import CREDENTIAL_CHECK_SECONDS
 from keyplane.client import AsyncClient
 from keyplane.client.asgi import KeyplaneAuth
 from keyplane.settings import Settings
@@ -177,11 +178,15 @@ async def test_a_plain_users_key_may_not_subscribe(server: LiveServer) -> None:
 
 class FeedCutter:
     """A TCP proxy in front of Keyplane that can cut the invalidation feed's connections
-    and refuse new ones, leaving every other request alone."""
+    and refuse new ones, or hold back what the feed sends (as a frozen worker or a stalled
+    network would), leaving every other request alone."""
 
     def __init__(self, target: httpx.URL) -> None:
         self.target = target
         self.block_feed = False
+        # Cleared while the feed is held back.
+        self.feed_flowing = asyncio.Event()
+        self.feed_flowing.set()
         self._feeds: set[asyncio.StreamWriter] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
@@ -218,6 +223,8 @@ class FeedCutter:
                         if self.block_feed:
                             break
                         self._feeds.add(writer)
+                    if not upstream and writer in self._feeds:
+                        await self.feed_flowing.wait()
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -271,3 +278,75 @@ async def test_a_lost_feed_falls_back_to_verify_and_resubscribes(server: LiveSer
             await _until(lambda: auth.subscribed, seconds=15)
             assert (await http.get("/items", headers={"ApiKey": kept.value})).status_code == 200
             assert auth.cached_entries == 1
+
+
+async def test_a_silent_feed_stops_the_cache_being_trusted_within_the_workers_lease(
+    server: LiveServer, settings: Settings
+) -> None:
+    """The feed's worker vouches for what it has told for as long as its lease holds; when
+    its lease events stop coming (a frozen worker, a stalled network), cached answers stop
+    being used before that lease is out, which is before any change it missed can have
+    answered elsewhere. When they come again, the cache is trusted again."""
+    world = server.world
+    lease = settings.invalidation_lease_seconds
+    async with (
+        _client(server, world.admin.email, world.admin.password) as admin,
+        FeedCutter(httpx.URL(server.url)) as cutter,
+    ):
+        verifier = await admin.create_api_key("verifier")
+        caller = await admin.create_api_key("caller")
+        auth = KeyplaneAuth(
+            url=cutter.url,
+            verifier_key=verifier.value,
+            invalidation_feed=True,
+            cache_seconds=CACHE_SECONDS,
+        )
+        async with _protected(auth) as http:
+            await _until(lambda: auth.trusted)
+            assert (await http.get("/items", headers={"ApiKey": caller.value})).status_code == 200
+            assert auth.cached_entries == 1
+
+            cutter.feed_flowing.clear()
+            stalled_at = time.monotonic()
+            await _until(lambda: not auth.trusted, seconds=lease + 1)
+            assert time.monotonic() - stalled_at < lease
+            assert auth.subscribed  # not dropped yet: only no longer trusted
+
+            cutter.feed_flowing.set()
+            await _until(lambda: auth.trusted)
+
+
+async def test_a_feed_ends_soon_after_its_session_is_logged_out(server: LiveServer) -> None:
+    world = server.world
+    async with _client(server, world.admin.email, world.admin.password) as admin:
+        events: list[tuple[str, dict[str, Any]]] = []
+        task = asyncio.create_task(_collect(events, admin))
+        await _until(lambda: bool(events))
+        assert events[0] == ("ready", {})
+        await admin.logout()
+        await asyncio.wait_for(task, CREDENTIAL_CHECK_SECONDS + FEED_BOUND_SECONDS)
+
+
+async def test_lease_events_say_how_long_the_worker_vouches_for_the_feed(
+    server: LiveServer, settings: Settings
+) -> None:
+    world = server.world
+    lease = settings.invalidation_lease_seconds
+    async with _client(server, world.admin.email, world.admin.password) as admin:
+        events: list[tuple[str, dict[str, Any]]] = []
+
+        async def collect() -> None:
+            async for event in admin.invalidation_events(leases=True):
+                events.append(event)
+
+        task = asyncio.create_task(collect())
+        try:
+            await _until(lambda: sum(name == "lease" for name, _ in events) >= 3)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert events[0] == ("ready", {"leaseSeconds": lease})
+    for name, data in events[1:]:
+        if name == "lease":
+            assert 0 < data["seconds"] <= lease

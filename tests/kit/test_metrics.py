@@ -116,6 +116,37 @@ async def test_counters_move_with_real_requests(
             assert valid.uid not in text
 
 
+async def test_the_delay_of_each_invalidation_through_the_channel_is_observed(
+    client: httpx.AsyncClient, loopback: httpx.AsyncClient, runtime: Runtime, world: World
+) -> None:
+    """A revoke's invalidation comes back to this worker through the channel (its own
+    NOTIFY, or its own row in the table SQLite workers poll): the delay histogram counts
+    it, with a delay no longer than the test took."""
+    await wait_until(lambda: runtime.key_cache.enabled)
+    key = await make_api_key(client, world.alice, "delayed")
+    before = await scrape(loopback)
+    started = asyncio.get_running_loop().time()
+    response = await client.patch(
+        f"/v1/apiKeys/{key.uid}", json={"isActive": False}, headers=world.alice.headers
+    )
+    assert response.status_code == 204
+    count = "keyplane_invalidation_delay_seconds_count"
+    total = "keyplane_invalidation_delay_seconds_sum"
+    for _ in range(100):
+        after = await scrape(loopback)
+        if value(after, count) > value(before, count):
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("no invalidation delay was observed")
+    elapsed = asyncio.get_running_loop().time() - started
+    observed = value(after, total) - value(before, total)
+    assert 0 <= observed <= elapsed * (value(after, count) - value(before, count)) + 0.01
+    assert value(after, "keyplane_invalidation_delay_seconds_bucket", le="+Inf") == value(
+        after, count
+    )
+
+
 async def test_a_known_unknown_key_is_a_negative_hit(
     client: httpx.AsyncClient, loopback: httpx.AsyncClient, runtime: Runtime
 ) -> None:

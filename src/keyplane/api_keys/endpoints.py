@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from keyplane.api_keys import rotation, service
+from keyplane.api_keys import leaks, rotation, service
 from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.api_keys.schemas import (
     ApiKeyActiveState,
     ApiKeyCreate,
     ApiKeyCreated,
+    ApiKeyLeakRead,
     ApiKeyList,
     ApiKeyRead,
     ApiKeyRotate,
@@ -140,6 +141,9 @@ async def verification_of(
 # A comment line every so often: proxies keep the stream open, and a subscriber can tell a
 # quiet feed from a dead one.
 HEARTBEAT_SECONDS = 15.0
+# How often the subscriber's credential is read again: a feed ends soon after its session
+# is logged out or expires, or its key expires (a revoke or delete ends it at once).
+CREDENTIAL_CHECK_SECONDS = 5.0
 
 
 def _sse(event: service.FeedEvent) -> bytes:
@@ -147,19 +151,40 @@ def _sse(event: service.FeedEvent) -> bytes:
 
 
 async def _feed(
-    runtime: Runtime, principal: Principal, subscription: Subscription | None
+    runtime: Runtime, principal: Principal, subscription: Subscription | None, leases: bool
 ) -> AsyncIterator[bytes]:
     if subscription is None:
         # No "ready": a subscriber must not trust this feed; it asks verify and retries.
         yield _sse(service.FeedEvent("resync", {}))
         return
+    loop = asyncio.get_running_loop()
+    # With ``leases``, a ``lease`` event every quarter lease says for how long what this
+    # feed has told is complete (see api_key_invalidations).
+    lease_every = runtime.lease.heartbeat_seconds if leases else HEARTBEAT_SECONDS
     try:
-        yield _sse(service.FeedEvent("ready", {}))
+        ready: dict[str, str | float] = {"leaseSeconds": runtime.lease.seconds} if leases else {}
+        yield _sse(service.FeedEvent("ready", ready))
+        # The first lease at once (until it comes, nothing is trusted); a heartbeat later.
+        next_tick = loop.time() + (0.0 if leases else HEARTBEAT_SECONDS)
+        next_check = loop.time() + CREDENTIAL_CHECK_SECONDS
         while True:
+            now = loop.time()
+            if now >= next_tick:
+                if leases:
+                    remaining = round(runtime.lease.remaining(), 3)
+                    yield _sse(service.FeedEvent("lease", {"seconds": remaining}))
+                else:
+                    yield b": heartbeat\n\n"
+                next_tick = now + lease_every
+            if now >= next_check:
+                if not await service.feed_credential_in_force(runtime, principal):
+                    return
+                next_check = now + CREDENTIAL_CHECK_SECONDS
             try:
-                item = await asyncio.wait_for(subscription.queue.get(), HEARTBEAT_SECONDS)
+                item = await asyncio.wait_for(
+                    subscription.queue.get(), max(0.0, min(next_tick, next_check) - now)
+                )
             except TimeoutError:
-                yield b": heartbeat\n\n"
                 continue
             event = await service.invalidation_event(runtime, principal, subscription, item)
             if event is not None:
@@ -176,17 +201,30 @@ async def _feed(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}},
 )
-async def api_key_invalidations(principal: CurrentPrincipal, runtime: RuntimeDep) -> Response:
+async def api_key_invalidations(
+    principal: CurrentPrincipal,
+    runtime: RuntimeDep,
+    leases: Annotated[bool, Query(description="Send lease events (see above).")] = False,
+) -> Response:
     """For a tenant's own services that cache verify's answers: a stream of server-sent
     events naming the tenant's keys and users that changed. ``ready`` first (subscribed:
     nothing is missed from here on); ``key`` ``{"keyUid"}`` and ``user`` ``{"userUid"}``:
     drop answers about them; ``resync``: drop every answer (when the stream then closes,
     ask verify every time until subscribed again). A comment every 15 s. Each event is
     queued before the change it reports answers; it reaches the subscriber milliseconds
-    after. Authorised as verify is."""
+    after. Authorised as verify is; the stream ends soon after its credential stops being
+    valid (logged out, expired).
+
+    With ``leases=true``, ``ready`` carries ``{"leaseSeconds"}`` and, instead of the
+    comments, a ``lease`` event ``{"seconds": s}`` comes every quarter lease: this feed's
+    worker holds its lease for ``s`` more seconds, and a change elsewhere never answers
+    before every worker has applied it or its lease has run out. A subscriber that trusts
+    its cache only until ``s`` seconds (less a margin for the network) after each lease
+    event therefore stops trusting it, when this worker is frozen or cut off, before any
+    change it missed has answered."""
     subscription = service.subscribe_invalidations(runtime, principal)
     return StreamingResponse(
-        _feed(runtime, principal, subscription),
+        _feed(runtime, principal, subscription, leases),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -194,9 +232,19 @@ async def api_key_invalidations(principal: CurrentPrincipal, runtime: RuntimeDep
 
 @router.get("/{uid}", response_model=ApiKeyRead, operation_id="v1ApiKeysUidGet")
 async def get_api_key(uid: str, principal: CurrentPrincipal, session: DbSession) -> ApiKeyRead:
-    """One key, if the caller may see it (404 otherwise)."""
+    """One key, if the caller may see it (404 otherwise); with the newest sightings of its
+    value when it was reported leaked (``status.leaks``)."""
     key, owner = await service.get_api_key(session, principal, uid)
-    return api_key_read(key, owner, utcnow())
+    sightings = [
+        ApiKeyLeakRead(
+            reporter=item.reporter,
+            url=item.url,
+            source=item.source,
+            reported_at=item.reported_at,
+        )
+        for item in await leaks.latest_sightings(session, principal, key)
+    ]
+    return api_key_read(key, owner, utcnow(), sightings)
 
 
 @router.put("/{uid}", status_code=204, operation_id="v1ApiKeysUidUpdate")
@@ -230,21 +278,46 @@ async def delete_api_key(uid: str, principal: CurrentPrincipal, session: DbSessi
     return Response(status_code=204)
 
 
+# Palette's body stays as it is: the confirmation is Keyplane's own, in the query.
+ConfirmLeaked = Annotated[
+    bool,
+    Query(
+        alias="confirmLeaked",
+        description="Re-activate a key reported leaked anyway (tenant admins only): without "
+        "it, such a key answers 409 ApiKeyLeaked.",
+    ),
+]
+
+
 @router.patch("/{uid}", status_code=204, operation_id="v1ApiKeysUidActiveState")
 async def patch_api_key_state(
-    uid: str, body: ApiKeyActiveState, principal: CurrentPrincipal, session: DbSession
+    uid: str,
+    body: ApiKeyActiveState,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    confirm_leaked: ConfirmLeaked = False,
 ) -> Response:
-    """Revoke (``isActive: false``) or re-activate (``true``) a key."""
-    await service.set_api_key_active(session, principal, uid, body.is_active)
+    """Revoke (``isActive: false``) or re-activate (``true``) a key. A key reported leaked
+    is re-activated only by a tenant admin, with ``confirmLeaked=true``."""
+    await service.set_api_key_active(
+        session, principal, uid, body.is_active, confirm_leaked=confirm_leaked
+    )
     return Response(status_code=204)
 
 
 @router.put("/{uid}/state", status_code=204, operation_id="v1ApiKeysUidState")
 async def put_api_key_state(
-    uid: str, body: ApiKeyActiveState, principal: CurrentPrincipal, session: DbSession
+    uid: str,
+    body: ApiKeyActiveState,
+    principal: CurrentPrincipal,
+    session: DbSession,
+    confirm_leaked: ConfirmLeaked = False,
 ) -> Response:
-    """Revoke (``isActive: false``) or re-activate (``true``) a key."""
-    await service.set_api_key_active(session, principal, uid, body.is_active)
+    """Revoke (``isActive: false``) or re-activate (``true``) a key. A key reported leaked
+    is re-activated only by a tenant admin, with ``confirmLeaked=true``."""
+    await service.set_api_key_active(
+        session, principal, uid, body.is_active, confirm_leaked=confirm_leaked
+    )
     return Response(status_code=204)
 
 

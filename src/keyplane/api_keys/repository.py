@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
 from keyplane.kit.time import utcnow
-from keyplane.models import ApiKey, ApiKeyState, User
+from keyplane.models import ApiKey, ApiKeyState, KeyLeak, User
 
 Columns = TypeVarTuple("Columns")
 
@@ -168,3 +168,54 @@ async def tenant_of_key(session: AsyncSession, uid: str) -> str | None:
     """Whose a key is, for the invalidation feed (not a read on a caller's behalf: the
     feed tells only that tenant's subscribers)."""
     return await session.scalar(select(ApiKey.tenant_uid).where(ApiKey.uid == uid))
+
+
+# --- sightings of leaked keys (api_keys.leaks) -------------------------------------------
+
+
+def visible_leaks(principal: Principal) -> Select[KeyLeak]:
+    """The one place sighting reads are scoped: those of the keys the caller may see."""
+    statement = select(KeyLeak).where(KeyLeak.tenant_uid == principal.tenant_uid)
+    if not principal.is_tenant_admin:
+        statement = statement.join(ApiKey, ApiKey.uid == KeyLeak.key_uid).where(
+            ApiKey.user_uid == principal.user_uid
+        )
+    return statement
+
+
+async def latest_leaks(
+    session: AsyncSession, principal: Principal, key_uid: str, limit: int
+) -> Sequence[KeyLeak]:
+    statement = (
+        visible_leaks(principal)
+        .where(KeyLeak.key_uid == key_uid)
+        .order_by(KeyLeak.reported_at.desc(), KeyLeak.uid.desc())
+        .limit(limit)
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def count_leaks(session: AsyncSession, principal: Principal, key_uid: str) -> int:
+    statement = (
+        visible_leaks(principal)
+        .with_only_columns(func.count(KeyLeak.uid))
+        .where(KeyLeak.key_uid == key_uid)
+    )
+    return int(await session.scalar(statement) or 0)
+
+
+async def leak_seen(
+    session: AsyncSession, principal: Principal, key_uid: str, reporter: str, url: str, source: str
+) -> bool:
+    statement = (
+        visible_leaks(principal)
+        .with_only_columns(KeyLeak.uid)
+        .where(
+            KeyLeak.key_uid == key_uid,
+            KeyLeak.reporter == reporter,
+            KeyLeak.url == url,
+            KeyLeak.source == source,
+        )
+        .limit(1)
+    )
+    return (await session.scalar(statement)) is not None

@@ -11,7 +11,15 @@ from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 
 from keyplane.api_keys.restrictions import Credits, default_rate_limit_name, of_key
 from keyplane.auth.scopes import Scope
@@ -234,6 +242,15 @@ class ApiKeySpec(PaletteModel):
     meta: dict[str, Any] | None = None
 
 
+class ApiKeyLeakRead(PaletteModel):
+    """One sighting of a key's value, as its reporter told it (never the value)."""
+
+    reporter: Literal["report", "github"]
+    url: str
+    source: str
+    reported_at: Rfc3339
+
+
 class ApiKeyStatus(PaletteModel):
     is_active: bool
     is_expired: bool
@@ -263,6 +280,17 @@ class ApiKeyStatus(PaletteModel):
     rotation_grace_ends_at: Rfc3339 | None = Field(
         default=None,
         description="When this rotated key stops working (ApiKeyRotated from then on).",
+    )
+    # Keyplane's additions for leaked keys (api_keys.leaks).
+    leaked_at: Rfc3339 | None = Field(
+        default=None,
+        description="When the key's value was first reported as seen in public; null: never, "
+        "or a tenant admin re-activated it since (its sightings stay in leaks).",
+    )
+    leaks: list[ApiKeyLeakRead] | None = Field(
+        default=None,
+        description="The newest sightings of the key's value (at most 20, newest first); "
+        "only in GET /v1/apiKeys/{uid}, null in lists.",
     )
 
 
@@ -427,7 +455,9 @@ class ApiKeyList(ListResponse):
     items: list[ApiKeyRead]
 
 
-def api_key_read(key: ApiKey, owner: User, now: datetime) -> ApiKeyRead:
+def api_key_read(
+    key: ApiKey, owner: User, now: datetime, leaks: list[ApiKeyLeakRead] | None = None
+) -> ApiKeyRead:
     restrictions = of_key(key)
     credits = restrictions.credits
     refill = credits.refill if credits else None
@@ -489,5 +519,57 @@ def api_key_read(key: ApiKey, owner: User, now: datetime) -> ApiKeyRead:
             rotated_to=key.rotated_to_uid,
             rotated_from=key.rotated_from_uid,
             rotation_grace_ends_at=key.rotation_grace_ends_at,
+            leaked_at=key.leaked_at,
+            leaks=leaks,
         ),
     )
+
+
+# --- leak reports (api_keys.leaks) ------------------------------------------------------
+
+# Printable text: a sighting's place is shown in mails and in the console.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+
+
+class LeakReportItem(PaletteModel):
+    value: str = Field(max_length=1024, description="The value seen (kp_...).")
+    url: str = Field(
+        default="", max_length=2048, pattern=_NO_CONTROL, description="Where it was seen."
+    )
+    source: str = Field(
+        default="",
+        max_length=128,
+        pattern=_NO_CONTROL,
+        description='What kind of place: "github-gist", "commit", "ci-log", ...',
+    )
+
+
+class LeakReportCreate(PaletteModel):
+    """What ``keyplane scan --report`` sends. At most KEYPLANE_LEAK_REPORT_MAX_ITEMS."""
+
+    leaks: list[LeakReportItem] = Field(max_length=1000)
+
+
+class LeakReportReceived(PaletteModel):
+    """The same answer whatever the values were: it never tells which are keys."""
+
+    received: int
+
+
+class GitHubTokenMatch(PaletteModel):
+    """One match in a request of GitHub's secret scanning (GitHub's own field names)."""
+
+    token: str = Field(max_length=1024)
+    type: str = Field(default="", max_length=128)
+    url: str = Field(default="", max_length=2048, pattern=_NO_CONTROL)
+    source: str = Field(default="", max_length=128, pattern=_NO_CONTROL)
+
+
+class GitHubTokenLabel(BaseModel):
+    """GitHub's feedback shape (snake_case, GitHub's names). The token by its SHA-256
+    (``token_hash``), which GitHub accepts instead of ``token_raw``: no response carries a
+    reported value."""
+
+    token_hash: str
+    token_type: str
+    label: Literal["true_positive", "false_positive"]

@@ -287,10 +287,43 @@ async def update_api_key(
     return key
 
 
+def _check_leaked_reactivation(principal: Principal, key: ApiKey, confirm_leaked: bool) -> None:
+    """A key reported leaked (``api_keys.leaks``) is public: whoever found it can use it.
+    Only a tenant admin may put it back to work, and only saying so explicitly."""
+    if key.leaked_at is None:
+        return
+    when = rfc3339(key.leaked_at)
+    if not principal.is_tenant_admin:
+        raise Conflict(
+            f"This API key was reported leaked at {when}: only a tenant admin can re-activate "
+            "it. Rotate it or create a new key instead.",
+            code="ApiKeyLeaked",
+            details={"leakedAt": when},
+        )
+    if not confirm_leaked:
+        raise Conflict(
+            f"This API key was reported leaked at {when}: anyone who saw it can use it. To "
+            "re-activate it anyway, repeat the request with confirmLeaked=true.",
+            code="ApiKeyLeaked",
+            details={"leakedAt": when},
+        )
+
+
 async def set_api_key_active(
-    session: AsyncSession, principal: Principal, uid: str, active: bool
+    session: AsyncSession,
+    principal: Principal,
+    uid: str,
+    active: bool,
+    *,
+    reason: str | None = None,
+    confirm_leaked: bool = False,
 ) -> ApiKey:
-    """Revoke (False) or re-activate (True). Setting the state a key already has is a no-op."""
+    """Revoke (False) or re-activate (True). Setting the state a key already has is a no-op,
+    except that a tenant admin's confirmed re-activation of an active key that was only
+    flagged as leaked clears the flag. ``reason``: why Keyplane itself revokes it
+    ("leaked"). A key reported leaked is re-activated only by a tenant admin who confirms
+    (``confirm_leaked``); that clears ``leaked_at`` (its sightings stay, as history), so a
+    new report of the key acts on it again."""
     key, owner = await _get_for_change(session, principal, uid)
     now = utcnow()
     if active and key.is_expired(now):
@@ -299,14 +332,39 @@ async def set_api_key_active(
             "re-activating it.",
             code="ApiKeyExpired",
         )
+    leaked_at = key.leaked_at
+    if active and (not key.is_active or confirm_leaked):
+        _check_leaked_reactivation(principal, key, confirm_leaked)
     if key.is_active == active:
+        if active and leaked_at is not None:
+            # A flagged key that stays in use: the admin has seen the report.
+            key.leaked_at = None
+            key.modified_at = now
+            audit.record(
+                session,
+                principal,
+                Action.API_KEY_REACTIVATE,
+                ResourceKind.API_KEY,
+                key.uid,
+                key.name,
+                message=f"kept in use although reported leaked at {rfc3339(leaked_at)} "
+                "(confirmed); the leak flag is cleared",
+                changes={"leakedAt": {"old": rfc3339(leaked_at), "new": None}},
+            )
         return key
     key.is_active = active
     # Why Keyplane revoked it is history once anyone changes its state again.
-    key.revoked_reason = None
+    key.revoked_reason = None if active else reason
+    if active:
+        key.leaked_at = None
     key.modified_at = now
     await session.flush()
     await publish(session, Invalidation.key(key.uid))
+    message = ""
+    if active and leaked_at is not None:
+        message = f"re-activated although reported leaked at {rfc3339(leaked_at)} (confirmed)"
+    elif reason is not None:
+        message = f"revoked by Keyplane: {reason}"
     audit.record(
         session,
         principal,
@@ -314,9 +372,17 @@ async def set_api_key_active(
         ResourceKind.API_KEY,
         key.uid,
         key.name,
+        message=message,
+        changes=(
+            {"leakedAt": {"old": rfc3339(leaked_at), "new": None}}
+            if active and leaked_at is not None
+            else {"revokedReason": {"old": None, "new": reason}}
+            if reason is not None
+            else None
+        ),
     )
     event = EventType.API_KEY_REACTIVATED if active else EventType.API_KEY_REVOKED
-    await emit(session, principal, event, api_key=key, user=owner, occurred_at=now)
+    await emit(session, principal, event, api_key=key, user=owner, reason=reason, occurred_at=now)
     return key
 
 
@@ -434,8 +500,10 @@ async def revoke_api_key(session: AsyncSession, principal: Principal, uid: str) 
     return await set_api_key_active(session, principal, uid, False)
 
 
-async def reactivate_api_key(session: AsyncSession, principal: Principal, uid: str) -> ApiKey:
-    return await set_api_key_active(session, principal, uid, True)
+async def reactivate_api_key(
+    session: AsyncSession, principal: Principal, uid: str, *, confirm_leaked: bool = False
+) -> ApiKey:
+    return await set_api_key_active(session, principal, uid, True, confirm_leaked=confirm_leaked)
 
 
 async def delete_api_key(session: AsyncSession, principal: Principal, uid: str) -> None:
@@ -452,11 +520,12 @@ async def delete_api_key(session: AsyncSession, principal: Principal, uid: str) 
 
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
-    """One server-sent event: ``key`` (``keyUid``), ``user`` (``userUid``) or ``resync``
-    (drop every cached answer). ``last``: the feed closes after it."""
+    """One server-sent event: ``key`` (``keyUid``), ``user`` (``userUid``), ``resync``
+    (drop every cached answer), ``ready`` or ``lease``. ``last``: the feed closes after
+    it."""
 
     name: str
-    data: dict[str, str]
+    data: dict[str, str | float]
     last: bool = False
 
 
@@ -469,6 +538,17 @@ def subscribe_invalidations(runtime: Runtime, principal: Principal) -> Subscript
     to pass on every change."""
     policy.require_key_verifier(principal)
     return runtime.invalidation_feed.subscribe(principal.tenant_uid)
+
+
+async def feed_credential_in_force(runtime: Runtime, principal: Principal) -> bool:
+    """Whether a feed's subscriber may go on listening. When it cannot be told (the
+    database is unreachable), no: the feed ends, and its subscriber falls back to verify
+    and subscribes again, authorised again."""
+    try:
+        async with transaction(runtime.sessionmaker, writes=False) as session:
+            return await auth.credential_in_force(session, principal)
+    except Exception:
+        return False
 
 
 async def _tenant_of(runtime: Runtime, invalidation: Invalidation) -> str | None:

@@ -23,6 +23,8 @@ class Action(StrEnum):
     API_KEY_REACTIVATE = "apiKey.reactivate"
     API_KEY_DELETE = "apiKey.delete"
     API_KEY_ROTATE = "apiKey.rotate"
+    # A report that the key's value was seen in public (by Keyplane, on the report).
+    API_KEY_LEAK_REPORTED = "apiKey.leakReported"
     USER_CREATE = "user.create"
     USER_UPDATE = "user.update"
     USER_DEACTIVATE = "user.deactivate"

@@ -3,6 +3,7 @@ scoped by a principal: each finds one row by a keyed hash or by tenant and email
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +101,26 @@ async def find_key_snapshot(
     )
 
 
+async def find_reported_keys(
+    session: AsyncSession, key_hashes: Sequence[str]
+) -> list[tuple[ApiKey, User, Tenant]]:
+    """The keys whose values were reported leaked (``api_keys.leaks``), by keyed hash, with
+    their owners and tenants; locked, in uid order (two reports naming the same keys wait
+    for each other instead of deadlocking)."""
+    if not key_hashes:
+        return []
+    statement = (
+        select(ApiKey, User, Tenant)
+        .join(User, User.uid == ApiKey.user_uid)
+        .join(Tenant, Tenant.uid == ApiKey.tenant_uid)
+        .where(ApiKey.key_hash.in_(key_hashes))
+        .order_by(ApiKey.uid)
+        .with_for_update(of=ApiKey)
+        .execution_options(populate_existing=True)
+    )
+    return [(row[0], row[1], row[2]) for row in (await session.execute(statement)).all()]
+
+
 async def find_session_with_owner(
     session: AsyncSession, token_hash: str
 ) -> tuple[AuthSession, User, Tenant] | None:
@@ -130,6 +151,14 @@ async def find_login_candidates(
 
 async def find_session(session: AsyncSession, session_uid: str) -> AuthSession | None:
     return await session.get(AuthSession, session_uid)
+
+
+async def find_key_with_owner(session: AsyncSession, key_uid: str) -> tuple[ApiKey, User] | None:
+    """A key by uid, for re-checking the credential a request authenticated with (its uid
+    came from that authentication, so no tenant scoping applies)."""
+    statement = select(ApiKey, User).join(User, User.uid == ApiKey.user_uid)
+    row = (await session.execute(statement.where(ApiKey.uid == key_uid))).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def lock_user(session: AsyncSession, user_uid: str) -> User | None:

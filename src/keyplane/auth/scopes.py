@@ -26,7 +26,8 @@ key follows its owner's role as it changes, and is refused with ``ApiKeyScopeMis
 |                     | invalidation feed                                                  |
 
 ``GET /v1/users/info`` (who am I) needs no scope: every key may say whose it is. Session
-endpoints (log in, refresh, log out), ``/metrics`` and the health checks are not
+endpoints (log in, refresh, log out), ``/metrics``, the health checks and the leak reports
+(``POST /v1/apiKeys/leaks`` and its GitHub door, which take no credential at all) are not
 operations a key is used for.
 
 A key can never be given a scope its owner's role lacks (``ROLE_SCOPES``), and a key

@@ -35,7 +35,7 @@ from keyplane.kit.keys import (
     is_well_formed_session_token,
 )
 from keyplane.kit.time import rfc3339, utcnow
-from keyplane.models import AuthSession, Role, Tenant, User
+from keyplane.models import ApiKeyState, AuthSession, Role, Tenant, User
 from keyplane.runtime import Runtime
 
 logger = logging.getLogger("keyplane.auth")
@@ -403,6 +403,27 @@ async def refuse_if_over_limit(
         return found
 
     raise await throttling.refuse_over_limit(runtime, client_address, kind, claimed) from None
+
+
+async def credential_in_force(session: AsyncSession, principal: Principal) -> bool:
+    """Whether the session or key a principal authenticated with would still be accepted
+    (for long-lived requests, which authenticate once): not logged out, revoked, expired,
+    rotated away or deleted, and its user active."""
+    now = utcnow()
+    if principal.method is AuthMethod.SESSION:
+        auth_session = await repository.find_session(session, principal.credential_uid)
+        return (
+            auth_session is not None
+            and auth_session.revoked_at is None
+            and auth_session.expires_at > now
+        )
+    if principal.method is AuthMethod.API_KEY:
+        found = await repository.find_key_with_owner(session, principal.credential_uid)
+        if found is None:
+            return False
+        key, owner = found
+        return key.state(now) is ApiKeyState.ACTIVE and owner.is_active
+    return True
 
 
 async def logout(session: AsyncSession, principal: Principal) -> None:

@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from keyplane import __version__
-from keyplane.cli import policy, remote, webhooks
+from keyplane.cli import policy, remote, scan, webhooks
 from keyplane.cli.typer_help import KeyplaneTyper
 from keyplane.kit.problems import describe_problem, sentence, split_location
 from keyplane.settings import Settings
@@ -35,6 +35,8 @@ app.add_typer(remote.audit_app, name="audit", rich_help_panel=remote.PANEL)
 app.add_typer(remote.limits_app, name="limits", rich_help_panel=remote.PANEL)
 app.add_typer(policy.app, name="policy", rich_help_panel=remote.PANEL)
 app.add_typer(webhooks.app, name="webhooks", rich_help_panel=remote.PANEL)
+# Local: finds keys in files; reports them to a server only when asked (--report).
+app.command("scan")(scan.scan)
 
 
 def _print_version(value: bool) -> None:

@@ -15,7 +15,7 @@ from keyplane.client import UNCHANGED, ApiKeyPolicy
 app = KeyplaneTyper(
     no_args_is_help=True,
     help="The tenant's API key policy: lifetimes, who creates keys, address ranges, "
-    "inactivity (tenant admins change it).",
+    "inactivity, leaked keys (tenant admins change it).",
 )
 
 
@@ -47,6 +47,10 @@ def _show(policy: ApiKeyPolicy, output_format: OutputFormat) -> None:
                 else "never revoke",
             ),
             ("Expiry notices", ", ".join(f"{day}d" for day in policy.expiry_notice_days) or "-"),
+            (
+                "Leaked keys",
+                "revoke at once" if policy.leak_action == "revoke" else "flag only",
+            ),
         ]
     )
 
@@ -126,6 +130,14 @@ def policy_set(
             help="Mail owners DAYS before expiry (repeat; replaces the list).",
         ),
     ] = None,
+    leak_action: Annotated[
+        str | None,
+        typer.Option(
+            "--leak-action",
+            metavar="revoke|flag",
+            help="What a report of a leaked key does: revoke it at once, or only flag it.",
+        ),
+    ] = None,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
     output_format: OutputOption = OutputFormat.TABLE,
@@ -134,6 +146,8 @@ def policy_set(
     created or edited from now on."""
     if key_creation not in (None, "everyone", "admins"):
         usage_error("--key-creation: everyone or admins")
+    if leak_action not in (None, "revoke", "flag"):
+        usage_error("--leak-action: revoke or flag")
     for given, removed, name in (
         (max_lifetime, no_max_lifetime, "max-lifetime"),
         (default_lifetime, no_default_lifetime, "default-lifetime"),
@@ -153,6 +167,7 @@ def policy_set(
     changes["expiry_required"] = UNCHANGED if expiry_required is None else expiry_required
     changes["key_creation"] = key_creation or UNCHANGED
     changes["expiry_notice_days"] = notice or UNCHANGED
+    changes["leak_action"] = leak_action or UNCHANGED
     with connected(url, api_key) as client:
         policy = client.update_api_key_policy(**changes)
     _show(policy, output_format)

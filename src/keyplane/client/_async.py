@@ -258,8 +258,10 @@ class AsyncClient:
     async def revoke_api_key(self, uid: str) -> None:
         await self._execute(calls.set_api_key_active(uid, False))
 
-    async def reactivate_api_key(self, uid: str) -> None:
-        await self._execute(calls.set_api_key_active(uid, True))
+    async def reactivate_api_key(self, uid: str, *, confirm_leaked: bool = False) -> None:
+        """A key reported leaked answers ``ApiKeyLeaked`` (409) unless a tenant admin
+        confirms with ``confirm_leaked=True``."""
+        await self._execute(calls.set_api_key_active(uid, True, confirm_leaked=confirm_leaked))
 
     async def delete_api_key(self, uid: str) -> None:
         await self._execute(calls.delete_api_key(uid))
@@ -288,19 +290,25 @@ class AsyncClient:
         )
 
     async def invalidation_events(
-        self, *, read_timeout: float = 40.0
+        self, *, read_timeout: float = 40.0, leases: bool = False
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """``GET /v1/apiKeys/invalidations`` (tenant admin or verifier), as ``(event, data)``
         pairs until the server closes the stream: ``ready``, ``key`` ``{"keyUid"}``, ``user``
-        ``{"userUid"}``, ``resync``. Heartbeats are not yielded, but a stream silent for
-        ``read_timeout`` seconds (the server sends one every 15 s) fails with
-        ``ConnectionFailed``, as does a lost connection."""
-        call = calls.invalidations()
+        ``{"userUid"}``, ``resync``, and with ``leases`` a ``lease`` ``{"seconds"}`` every
+        quarter lease (for how long the feed's worker vouches for what it has told).
+        Heartbeats are not yielded, but a stream silent for ``read_timeout`` seconds (the
+        server sends one every 15 s) fails with ``ConnectionFailed``, as does a lost
+        connection."""
+        call = calls.invalidations(leases)
         await self._ensure_session()
         timeout = httpx.Timeout(self._http.timeout.connect, read=read_timeout)
         try:
             async with self._http.stream(
-                call.method, call.path, headers=self._credentials.headers(), timeout=timeout
+                call.method,
+                call.path,
+                params=call.params,
+                headers=self._credentials.headers(),
+                timeout=timeout,
             ) as response:
                 if not response.is_success:
                     await response.aread()
@@ -439,6 +447,7 @@ class AsyncClient:
         allowed_cidrs: Change[Sequence[str]] = UNCHANGED,
         inactivity_days: Change[int] = UNCHANGED,
         expiry_notice_days: Sequence[int] | Unchanged = UNCHANGED,
+        leak_action: str | Unchanged = UNCHANGED,
     ) -> ApiKeyPolicy:
         """Tenant admins: saves ``policy`` whole, or the current policy with the fields
         given changed (None: the server's lifetime, no ranges, no inactivity limit).
@@ -458,6 +467,7 @@ class AsyncClient:
             expiry_notice_days=list(expiry_notice_days)
             if isinstance(expiry_notice_days, Sequence)
             else expiry_notice_days,
+            leak_action=leak_action,
         )
         return await self._execute(
             calls.update_api_key_policy(tenant_uid, calls.changed_policy(policy, changes))

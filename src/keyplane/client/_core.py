@@ -260,8 +260,10 @@ def rotate_api_key(uid: str, grace_period_seconds: int) -> Call[RotatedApiKey]:
     )
 
 
-def set_api_key_active(uid: str, active: bool) -> Call[None]:
-    return Call("PATCH", f"/v1/apiKeys/{uid}", _nothing, json={"isActive": active})
+def set_api_key_active(uid: str, active: bool, *, confirm_leaked: bool = False) -> Call[None]:
+    # The confirmation is sent only when given: a Palette server knows no such parameter.
+    params = {"confirmLeaked": "true"} if confirm_leaked else None
+    return Call("PATCH", f"/v1/apiKeys/{uid}", _nothing, params=params, json={"isActive": active})
 
 
 def delete_api_key(uid: str) -> Call[None]:
@@ -289,8 +291,9 @@ def verify_api_key(
     )
 
 
-def invalidations() -> Call[None]:
-    return Call("GET", "/v1/apiKeys/invalidations", _nothing)
+def invalidations(leases: bool = False) -> Call[None]:
+    params = {"leases": "true"} if leases else None
+    return Call("GET", "/v1/apiKeys/invalidations", _nothing, params=params)
 
 
 def list_permissions_page(offset: int, limit: int = PAGE_SIZE) -> Call[Page[Permission]]:

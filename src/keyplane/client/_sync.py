@@ -256,8 +256,10 @@ class Client:
     def revoke_api_key(self, uid: str) -> None:
         self._execute(calls.set_api_key_active(uid, False))
 
-    def reactivate_api_key(self, uid: str) -> None:
-        self._execute(calls.set_api_key_active(uid, True))
+    def reactivate_api_key(self, uid: str, *, confirm_leaked: bool = False) -> None:
+        """A key reported leaked answers ``ApiKeyLeaked`` (409) unless a tenant admin
+        confirms with ``confirm_leaked=True``."""
+        self._execute(calls.set_api_key_active(uid, True, confirm_leaked=confirm_leaked))
 
     def delete_api_key(self, uid: str) -> None:
         self._execute(calls.delete_api_key(uid))
@@ -403,6 +405,7 @@ class Client:
         allowed_cidrs: Change[Sequence[str]] = UNCHANGED,
         inactivity_days: Change[int] = UNCHANGED,
         expiry_notice_days: Sequence[int] | Unchanged = UNCHANGED,
+        leak_action: str | Unchanged = UNCHANGED,
     ) -> ApiKeyPolicy:
         """Tenant admins: saves ``policy`` whole, or the current policy with the fields
         given changed (None: the server's lifetime, no ranges, no inactivity limit).
@@ -422,6 +425,7 @@ class Client:
             expiry_notice_days=list(expiry_notice_days)
             if isinstance(expiry_notice_days, Sequence)
             else expiry_notice_days,
+            leak_action=leak_action,
         )
         return self._execute(
             calls.update_api_key_policy(tenant_uid, calls.changed_policy(policy, changes))

@@ -46,9 +46,14 @@ delay). On ``resync`` every answer is dropped; on a lost or silent feed (no hear
 verify, caching nothing, until subscribed again (reconnecting with backoff). The task
 starts on the first request, or ``await auth.start()``; ``aclose()`` stops it.
 
-A feed can only tell what its Keyplane worker applied: if that worker is frozen (SIGSTOP,
-a stalled VM) the feed goes silent, and answers cached here may outlive a revoke until
-``feed_timeout_seconds`` notice the silence.
+A feed can only tell what its Keyplane worker applied. So the middleware subscribes with
+``leases=true``: every quarter lease the worker says for how many more seconds its lease
+holds, and a change made through any other worker does not answer before this worker has
+applied it or that lease has run out. Cached answers are used only until the last lease
+event's seconds (less ``LEASE_MARGIN_SECONDS`` for the network) have passed: when the
+worker is frozen (SIGSTOP, a stalled VM) or cut off, the cache stops being trusted, and
+each request asks verify, before any change the worker missed has answered. A feed that
+stays silent for ``feed_timeout_seconds`` is then dropped and subscribed again.
 """
 
 from __future__ import annotations
@@ -159,6 +164,12 @@ def _client_address(scope: Scope) -> str | None:
 # answer of a key limited to address ranges depends on it).
 _CacheKey: TypeAlias = tuple[str, str | None, str | None]
 
+# Taken off each lease: the time a lease event may spend on the way here. A change waits
+# out a silent worker's lease by the database's clock, which the worker's own count
+# undercuts by a quarter lease (kit.invalidation.Lease), so the network has that much
+# more.
+LEASE_MARGIN_SECONDS = 0.1
+
 
 class KeyplaneAuth:
     def __init__(
@@ -187,6 +198,10 @@ class KeyplaneAuth:
         # moved by every event, so that an answer asked for before an event (it may predate
         # the change the event reports) is not cached after it.
         self.subscribed = False
+        # Lease mode (a server that sends lease events): answers are trusted until then
+        # (time.monotonic()). A server without them: while subscribed.
+        self._leased = False
+        self._trusted_until = 0.0
         self._generation = 0
         self._feed_task: asyncio.Task[None] | None = None
 
@@ -194,6 +209,15 @@ class KeyplaneAuth:
     def cached_entries(self) -> int:
         """How many positive answers are cached now."""
         return len(self._cache)
+
+    @property
+    def trusted(self) -> bool:
+        """Whether cached answers may be used now (always, without the feed)."""
+        if not self.invalidation_feed:
+            return True
+        if not self.subscribed:
+            return False
+        return not self._leased or time.monotonic() < self._trusted_until
 
     async def start(self) -> None:
         """Feed mode: start following the invalidation feed now rather than on the first
@@ -213,7 +237,13 @@ class KeyplaneAuth:
         key_uid, user_uid = data.get("keyUid"), data.get("userUid")
         if name == "ready":
             self._forget()
+            self._leased = "leaseSeconds" in data
+            self._trusted_until = 0.0
             self.subscribed = True
+        elif name == "lease":
+            seconds = data.get("seconds")
+            if isinstance(seconds, int | float):
+                self._trusted_until = time.monotonic() + seconds - LEASE_MARGIN_SECONDS
         elif name == "key" and isinstance(key_uid, str):
             self._forget(lambda found: found.key_uid == key_uid)
         elif name == "user" and isinstance(user_uid, str):
@@ -227,7 +257,7 @@ class KeyplaneAuth:
         while True:
             try:
                 async for name, data in self._client.invalidation_events(
-                    read_timeout=self.feed_timeout_seconds
+                    read_timeout=self.feed_timeout_seconds, leases=True
                 ):
                     self._on_event(name, data)
                     if self.subscribed:
@@ -252,7 +282,7 @@ class KeyplaneAuth:
         entry = (hashlib.sha256(value.encode()).hexdigest(), permissions, client_address)
         now = time.monotonic()
         cached = self._cache.get(entry)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > now and self.trusted:
             self._cache.move_to_end(entry)
             return cached[0]
         self._cache.pop(entry, None)
@@ -267,9 +297,7 @@ class KeyplaneAuth:
                 503, "KeyplaneUnavailable", "Keys cannot be checked right now; try again shortly."
             ) from exc
         # Feed mode caches only while subscribed, and nothing an event may have overtaken.
-        cacheable = not self.invalidation_feed or (
-            self.subscribed and generation == self._generation
-        )
+        cacheable = not self.invalidation_feed or (self.trusted and generation == self._generation)
         # An answer that spent a credit or was counted against a rate limit must not stand
         # for the next request: that one has to be counted too.
         if verification.valid and cacheable and not verification.depends_on_the_call:

@@ -113,6 +113,9 @@ class ApiKey(_Model):
     rotated_to: str | None = None
     rotated_from: str | None = None
     rotation_grace_ends_at: datetime | None = None
+    # When its value was first reported as seen in public (None: never, or a tenant admin
+    # re-activated it since, or an older server).
+    leaked_at: datetime | None = None
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> ApiKey:
@@ -146,6 +149,7 @@ class ApiKey(_Model):
             rotated_to=status.get("rotatedTo"),
             rotated_from=status.get("rotatedFrom"),
             rotation_grace_ends_at=status.get("rotationGraceEndsAt"),
+            leaked_at=status.get("leakedAt"),
         )
 
 
@@ -183,6 +187,7 @@ _POLICY_API_NAMES = {
     "allowed_cidrs": "allowedCidrs",
     "inactivity_days": "inactivityDays",
     "expiry_notice_days": "expiryNoticeDays",
+    "leak_action": "leakAction",
 }
 
 
@@ -198,6 +203,8 @@ class ApiKeyPolicy(_Model):
     allowed_cidrs: list[str] | None = None
     inactivity_days: int | None = None
     expiry_notice_days: list[int] = Field(default_factory=lambda: [7, 1])
+    # What a report of a leaked key does to it: "revoke" or "flag".
+    leak_action: str = "revoke"
     effective_max_lifetime_days: int | None = None
     effective_default_lifetime_days: int | None = None
 
@@ -207,6 +214,7 @@ class ApiKeyPolicy(_Model):
         values["expiry_required"] = bool(values["expiry_required"])
         values["key_creation"] = values["key_creation"] or "everyone"
         values["expiry_notice_days"] = values["expiry_notice_days"] or []
+        values["leak_action"] = values["leak_action"] or "revoke"
         return cls(
             **values,
             effective_max_lifetime_days=data.get("effectiveMaxLifetimeDays"),

@@ -46,6 +46,7 @@ def _form_values(policy: ApiKeyPolicyRead) -> dict[str, str]:
         "allowed_cidrs": "\n".join(policy.allowed_cidrs or ()),
         "inactivity_days": number(policy.inactivity_days),
         "expiry_notice_days": ", ".join(str(day) for day in policy.expiry_notice_days),
+        "leak_action": policy.leak_action,
     }
 
 
@@ -98,6 +99,7 @@ _FIELDS = {
     "allowedCidrs": "allowed_cidrs",
     "inactivityDays": "inactivity_days",
     "expiryNoticeDays": "expiry_notice_days",
+    "leakAction": "leak_action",
 }
 
 
@@ -109,6 +111,7 @@ _LABELS = {
     "allowed_cidrs": "Allowed address ranges",
     "inactivity_days": "Revoke unused keys after",
     "expiry_notice_days": "Expiry notices",
+    "leak_action": "Leaked keys",
 }
 
 
@@ -138,6 +141,7 @@ async def update_policy(
     allowed_cidrs: Annotated[str, Form()] = "",
     inactivity_days: Annotated[str, Form()] = "",
     expiry_notice_days: Annotated[str, Form()] = "",
+    leak_action: Annotated[str, Form()] = "revoke",
 ) -> Response:
     require_tenant_admin(principal)
     check_csrf(runtime, principal, csrf_token)
@@ -149,6 +153,7 @@ async def update_policy(
         "allowed_cidrs": allowed_cidrs,
         "inactivity_days": inactivity_days,
         "expiry_notice_days": expiry_notice_days,
+        "leak_action": leak_action,
     }
     ranges = [part for part in _SEPARATORS.split(allowed_cidrs) if part]
     days = [part for part in _SEPARATORS.split(expiry_notice_days) if part]
@@ -160,6 +165,7 @@ async def update_policy(
         "allowedCidrs": ranges or None,
         "inactivityDays": _number(inactivity_days),
         "expiryNoticeDays": [_number(day) for day in days],
+        "leakAction": leak_action,
     }
     try:
         body = ApiKeyPolicyUpdate.model_validate(raw)

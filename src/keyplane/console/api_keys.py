@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request, Response
 from pydantic import ValidationError
 
+from keyplane.api_keys import leaks
 from keyplane.api_keys import service as api_keys
 from keyplane.api_keys.repository import ApiKeyFilters, ApiKeyOrder
 from keyplane.api_keys.restrictions import of_key
@@ -376,10 +377,11 @@ async def show_key(
     scope.check(principal)
     key, owner = await api_keys.get_api_key(session, principal, uid)
     details = await restriction_form.detail_context(runtime, key, utcnow())
+    sightings = await leaks.latest_sightings(session, principal, key)
     return render(
         request,
         "api_keys/detail.html",
-        scope.context(heading=key.name, key=key, owner=owner, **details),
+        scope.context(heading=key.name, key=key, owner=owner, sightings=sightings, **details),
         principal=principal,
     )
 
@@ -489,13 +491,26 @@ async def _change_state(
     runtime: Runtime,
     csrf_token: str,
     active: bool,
+    confirm_leaked: bool = False,
 ) -> Response:
     scope = _scope(request)
     scope.check(principal)
     check_csrf(runtime, principal, csrf_token)
     try:
-        key = await api_keys.set_api_key_active(session, principal, uid, active)
+        key = await api_keys.set_api_key_active(
+            session, principal, uid, active, confirm_leaked=confirm_leaked
+        )
     except Conflict as exc:
+        if exc.code == "ApiKeyLeaked" and principal.is_tenant_admin and not confirm_leaked:
+            # Nothing changed: ask the admin, who alone may put a leaked key back to work.
+            key, owner = await api_keys.get_api_key(session, principal, uid)
+            return render(
+                request,
+                "api_keys/confirm_reactivate_leaked.html",
+                scope.context(key=key, owner=owner),
+                principal=principal,
+                status_code=409,
+            )
         return redirect_with_flash(request, scope.base_url, exc.message, "error")
     verb = "re-activated" if active else "revoked"
     return redirect_with_flash(request, scope.base_url, f"API key “{key.name}” {verb}.")
@@ -519,8 +534,11 @@ async def reactivate_key(
     session: DbSession,
     runtime: RuntimeDep,
     csrf_token: CsrfToken = "",
+    confirm_leaked: Annotated[str, Form()] = "",
 ) -> Response:
-    return await _change_state(request, uid, principal, session, runtime, csrf_token, True)
+    return await _change_state(
+        request, uid, principal, session, runtime, csrf_token, True, confirm_leaked == "yes"
+    )
 
 
 async def confirm_delete(

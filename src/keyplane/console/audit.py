@@ -41,6 +41,7 @@ ACTION_LABELS: dict[str, str] = {
     Action.API_KEY_REACTIVATE: "API key re-activated",
     Action.API_KEY_DELETE: "API key deleted",
     Action.API_KEY_ROTATE: "API key rotated",
+    Action.API_KEY_LEAK_REPORTED: "API key reported leaked",
     Action.USER_CREATE: "User added",
     Action.USER_UPDATE: "User changed",
     Action.USER_DEACTIVATE: "User deactivated",

@@ -135,8 +135,43 @@ class Invalidation:
         return found
 
 
+# The part of a NOTIFY payload that says when the change was published (milliseconds since
+# the epoch), for the delivery delay metric. An instance that predates it reads an unknown
+# kind and drops its whole cache: never a missed invalidation.
+_SENT_AT = "t"
+
+
+def encode_notification(invalidations: Sequence[Invalidation], sent_at: float) -> str:
+    parts = [invalidation.encode() for invalidation in invalidations]
+    parts.append(f"{_SENT_AT}:{round(sent_at * 1000)}")
+    return ";".join(parts)
+
+
+def decode_notification(payload: str) -> tuple[list[Invalidation], float | None]:
+    """The invalidations of a NOTIFY payload, and when they were published (None: not
+    said, or not understood)."""
+    sent_at: float | None = None
+    parts = []
+    for part in payload.split(";"):
+        kind, _, value = part.partition(":")
+        if kind == _SENT_AT:
+            with contextlib.suppress(ValueError):
+                sent_at = int(value) / 1000
+        else:
+            parts.append(part)
+    return Invalidation.decode_all(";".join(parts)), sent_at
+
+
+def delivery_delay(sent_at: float | None, now: float) -> float | None:
+    """Seconds from publication to delivery on this worker's clock; clocks of different
+    machines may disagree, so a negative delay counts as none."""
+    return None if sent_at is None else max(0.0, now - sent_at)
+
+
 Deliver = Callable[[Sequence[Invalidation]], None]
 SetHealthy = Callable[[bool], None]
+# Seconds from a change's publication to this worker's applying it (through the channel).
+ObserveDelay = Callable[[float], None]
 # (seconds waited, outcome): "confirmed", "expired" (waited out a lease), "error".
 ObserveWait = Callable[[float, str], None]
 
@@ -147,7 +182,7 @@ async def publish(session: AsyncSession, *invalidations: Invalidation) -> None:
     session.info.setdefault(_PENDING, []).extend(invalidations)
     bind = session.bind
     if bind is not None and bind.dialect.name == "postgresql":
-        payload = ";".join(invalidation.encode() for invalidation in invalidations)
+        payload = encode_notification(invalidations, time.time())
         await session.execute(select(func.pg_notify(CHANNEL, payload)))
     else:
         rows = [
@@ -208,6 +243,10 @@ class Lease:
 
     def valid(self) -> bool:
         return self.clock() < self._until
+
+    def remaining(self) -> float:
+        """Seconds this worker may still trust its cache without renewing (0: not now)."""
+        return max(0.0, self._until - self.clock())
 
     def renewed(self, sent_at: float) -> None:
         """A renewal sent at ``sent_at`` (this clock) succeeded: the row lives until at least
@@ -431,6 +470,7 @@ class PostgresListener:
         self.set_healthy = set_healthy
         self.membership = membership
         self.timeout_seconds = timeout_seconds
+        self.observe_delay: ObserveDelay | None = None
 
     def _connect_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {
@@ -450,7 +490,11 @@ class PostgresListener:
         return arguments
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.deliver(Invalidation.decode_all(payload))
+        invalidations, sent_at = decode_notification(payload)
+        self.deliver(invalidations)
+        delay = delivery_delay(sent_at, time.time())
+        if delay is not None and self.observe_delay is not None:
+            self.observe_delay(delay)
 
     def _on_sequence(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         # Everything notified before this number has been delivered (and applied) already.
@@ -536,6 +580,16 @@ async def _quietly(statement: Any) -> None:
         logger.debug("could not remove this worker's cache lease (%r)", exc)
 
 
+def _stored_time(value: object) -> float | None:
+    """A ``created_at`` as SQLite stores it (UTC text without an offset), in epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 class SqliteWatcher:
     def __init__(
         self,
@@ -550,6 +604,7 @@ class SqliteWatcher:
         self.set_healthy = set_healthy
         self.membership = membership
         self.poll_seconds = poll_seconds
+        self.observe_delay: ObserveDelay | None = None
 
     async def _data_version(self, connection: aiosqlite.Connection) -> int:
         async with connection.execute("PRAGMA data_version") as cursor:
@@ -672,16 +727,23 @@ class SqliteWatcher:
 
     async def _read_new(self, connection: aiosqlite.Connection, last_id: int) -> int:
         async with connection.execute(
-            "SELECT id, kind, uid FROM cache_invalidations WHERE id > ? ORDER BY id", (last_id,)
+            "SELECT id, kind, uid, created_at FROM cache_invalidations WHERE id > ? ORDER BY id",
+            (last_id,),
         ) as cursor:
             rows = list(await cursor.fetchall())
         if rows:
             self.deliver(
                 [
                     invalidation
-                    for _id, kind, uid in rows
+                    for _id, kind, uid, _created_at in rows
                     for invalidation in Invalidation.decode_all(f"{kind}:{uid}")
                 ]
             )
             last_id = int(rows[-1][0])
+            if self.observe_delay is not None:
+                now = time.time()
+                for *_, created_at in rows:
+                    delay = delivery_delay(_stored_time(created_at), now)
+                    if delay is not None:
+                        self.observe_delay(delay)
         return last_id

@@ -29,8 +29,10 @@ Every metric is ``keyplane_*``; labels take a few fixed values each (no paths, n
     keyplane_rate_limit_store_unavailable_total      rate-limit checks answered without
         Redis (unreachable or slow): let through, as rate limits fail open
 
-Invalidations carry no time of their own (``kit.invalidation``), so their delivery delay
-is not measured.
+    keyplane_invalidation_delay_seconds              histogram: from a change's
+        publication (another worker's, before its commit) to this worker applying it
+        through the channel (NOTIFY on PostgreSQL, the polled table on SQLite); across
+        machines it is as good as their clocks agree
 
 One process or several. ``keyplane serve --workers N`` runs N processes; it gives them a
 fresh ``PROMETHEUS_MULTIPROC_DIR`` (and removes it at exit), in which prometheus-client's
@@ -101,6 +103,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 CONFIRMATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 ROUTE_KINDS = ("verify", "users_info", "auth", "api", "probe", "static", "console")
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
@@ -207,6 +210,12 @@ class Metrics:
             buckets=CONFIRMATION_BUCKETS,
             registry=registry,
         )
+        self.invalidation_delay = Histogram(
+            "keyplane_invalidation_delay_seconds",
+            "From a change's publication to this worker applying its invalidation.",
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        )
         self.cache_entries = Gauge(
             "keyplane_key_cache_entries",
             "Keys in the key caches.",
@@ -270,6 +279,9 @@ class Metrics:
         """For the revocation confirmation across instances: how long a change waited,
         and how the wait ended (``confirmed``, or e.g. ``timed_out``)."""
         self.confirmation_wait.labels(outcome).observe(seconds)
+
+    def observe_invalidation_delay(self, seconds: float) -> None:
+        self.invalidation_delay.observe(seconds)
 
     # Scrape time.
 

@@ -6,12 +6,13 @@ from keyplane.models.auth_session import AuthSession
 from keyplane.models.base import Base
 from keyplane.models.cache_instance import CacheInstance
 from keyplane.models.cache_invalidation import CacheInvalidation
+from keyplane.models.key_leak import KeyLeak, LeakReporter
 from keyplane.models.login_lockout import LoginLockout
 from keyplane.models.notification import Notification, NotificationStatus
 from keyplane.models.permission import Permission, PermissionRole
 from keyplane.models.resource_limit import ResourceLimit
 from keyplane.models.tenant import Tenant
-from keyplane.models.tenant_policy import KeyCreation, TenantPolicy
+from keyplane.models.tenant_policy import KeyCreation, LeakAction, TenantPolicy
 from keyplane.models.user import Role, User
 from keyplane.models.webhook import (
     DeliveryStatus,
@@ -30,6 +31,9 @@ __all__ = [
     "CacheInvalidation",
     "DeliveryStatus",
     "KeyCreation",
+    "KeyLeak",
+    "LeakAction",
+    "LeakReporter",
     "LoginLockout",
     "Notification",
     "NotificationStatus",

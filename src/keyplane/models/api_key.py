@@ -89,6 +89,10 @@ class ApiKey(Base):
     # Why a key was revoked when Keyplane itself revoked it ("inactivity", "policy"); NULL
     # when a person did, or when it is active. Cleared by re-activation.
     revoked_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # When the value was first reported as leaked (api_keys.leaks); every sighting is a
+    # KeyLeak row. NULL: never reported. Cleared only by a tenant admin's confirmed
+    # re-activation.
+    leaked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     user: Mapped[User] = relationship(lazy="raise")
 

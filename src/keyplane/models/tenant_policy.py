@@ -19,6 +19,13 @@ class KeyCreation:
     ADMINS = "admins"
 
 
+class LeakAction:
+    """What Keyplane does with a key reported as leaked."""
+
+    REVOKE = "revoke"
+    FLAG = "flag"
+
+
 class TenantPolicy(Base):
     """A tenant's API key policy (Tenant Settings > API Key Policy). No row: the defaults,
     which are Keyplane's behaviour without a policy (server limits only)."""
@@ -43,6 +50,9 @@ class TenantPolicy(Base):
     inactivity_days: Mapped[int | None] = mapped_column(Integer, default=None)
     expiry_notice_days: Mapped[list[int]] = mapped_column(
         JSON, default=lambda: list(DEFAULT_EXPIRY_NOTICE_DAYS), server_default=text("'[7, 1]'")
+    )
+    leak_action: Mapped[str] = mapped_column(
+        String(16), default=LeakAction.REVOKE, server_default=LeakAction.REVOKE
     )
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified_by_uid: Mapped[str] = mapped_column(String(24), default="")

@@ -160,6 +160,9 @@ async def on_event(session: AsyncSession, event: Event) -> None:
     key, owner = event.api_key, event.user
     if verb is None or key is None or owner is None or event.acted_by_owner:
         return
+    if event.reason == "leaked":
+        # The leak notice (api_keys.leaks) tells the owner and the admins, revocation included.
+        return
     if not owner.is_active:
         return
     subject, body, path = _key_change(event, key, verb)

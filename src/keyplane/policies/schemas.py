@@ -15,6 +15,7 @@ MAX_NOTICE_DAYS = 5
 MAX_DAYS = 36_500
 
 KeyCreationName = Literal["everyone", "admins"]
+LeakActionName = Literal["revoke", "flag"]
 ViolationRule = Literal["maxLifetime", "allowedCidrs", "inactivity"]
 
 
@@ -29,6 +30,7 @@ class ApiKeyPolicy(PaletteModel):
     allowed_cidrs: list[str] | None = None
     inactivity_days: int | None = None
     expiry_notice_days: list[int] = Field(default_factory=lambda: [7, 1])
+    leak_action: LeakActionName = "revoke"
 
 
 class ApiKeyPolicyRead(ApiKeyPolicy):
@@ -73,6 +75,10 @@ class ApiKeyPolicyUpdate(PaletteModel):
         default_factory=lambda: [7, 1],
         max_length=MAX_NOTICE_DAYS,
         description="Days before a key's expiry on which its owner is mailed (1..365).",
+    )
+    leak_action: LeakActionName = Field(
+        default="revoke",
+        description="What happens to a key reported leaked: revoke it at once, or only flag it.",
     )
 
 

@@ -15,6 +15,8 @@ obey them.
   without ranges of their own, are bound too.
 - **Inactivity.** ``inactivityDays``: keys unused (last used, else created) for longer
   are revoked by the sweep (``policies.sweep``).
+- **Leaks.** ``leakAction``: what a report of a key's value seen in public does to the
+  key (``api_keys.leaks``): ``revoke`` it at once (the default), or only ``flag`` it.
 
 A policy applies to keys created or edited after it changes (an edit is checked on what
 it changes: renaming a key that breaks the policy is allowed). Existing keys that break it
@@ -43,7 +45,7 @@ from keyplane.kit.errors import Forbidden, NotFound, ValidationFailed
 from keyplane.kit.invalidation import Invalidation, InvalidationKind, publish
 from keyplane.kit.time import rfc3339, utcnow
 from keyplane.models import ApiKey, KeyCreation, TenantPolicy
-from keyplane.models.tenant_policy import DEFAULT_EXPIRY_NOTICE_DAYS
+from keyplane.models.tenant_policy import DEFAULT_EXPIRY_NOTICE_DAYS, LeakAction
 from keyplane.policies import repository
 from keyplane.policies.schemas import (
     ApiKeyPolicyRead,
@@ -73,6 +75,7 @@ class KeyPolicy:
     allowed_cidrs: tuple[str, ...] | None = None
     inactivity_days: int | None = None
     expiry_notice_days: tuple[int, ...] = DEFAULT_EXPIRY_NOTICE_DAYS
+    leak_action: str = LeakAction.REVOKE
 
     @property
     def effective_max_lifetime_days(self) -> int:
@@ -93,6 +96,7 @@ class KeyPolicy:
             "allowedCidrs": list(self.allowed_cidrs) if self.allowed_cidrs is not None else None,
             "inactivityDays": self.inactivity_days,
             "expiryNoticeDays": list(self.expiry_notice_days),
+            "leakAction": self.leak_action,
         }
 
 
@@ -113,6 +117,7 @@ def _of_row(settings: Settings, row: TenantPolicy | None) -> KeyPolicy:
         allowed_cidrs=tuple(row.allowed_cidrs) if row.allowed_cidrs is not None else None,
         inactivity_days=row.inactivity_days,
         expiry_notice_days=tuple(row.expiry_notice_days or ()),
+        leak_action=row.leak_action or LeakAction.REVOKE,
     )
 
 
@@ -292,6 +297,7 @@ def _checked(settings: Settings, body: ApiKeyPolicyUpdate) -> KeyPolicy:
         allowed_cidrs=ranges,
         inactivity_days=body.inactivity_days,
         expiry_notice_days=tuple(days),
+        leak_action=body.leak_action,
     )
 
 
@@ -328,6 +334,7 @@ async def update_policy(
     row.allowed_cidrs = list(new.allowed_cidrs) if new.allowed_cidrs is not None else None
     row.inactivity_days = new.inactivity_days
     row.expiry_notice_days = list(new.expiry_notice_days)
+    row.leak_action = new.leak_action
     row.modified_at = now
     row.modified_by_uid = principal.user_uid
     await session.flush()

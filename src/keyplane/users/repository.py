@@ -70,6 +70,16 @@ async def lock_active_admin_uids(session: AsyncSession, principal: Principal) ->
     return [user.uid for user in (await session.scalars(statement)).all()]
 
 
+async def active_admins(session: AsyncSession, principal: Principal) -> Sequence[User]:
+    """The tenant's active tenant admins, in uid order (no lock: to tell them something)."""
+    statement = (
+        visible_users(principal)
+        .where(User.role == Role.TENANT_ADMIN.value, User.is_active.is_(True))
+        .order_by(User.uid)
+    )
+    return (await session.scalars(statement)).all()
+
+
 async def tenant_of_user(session: AsyncSession, uid: str) -> str | None:
     """Whose a user is, for the invalidation feed (not a read on a caller's behalf: the
     feed tells only that tenant's subscribers)."""

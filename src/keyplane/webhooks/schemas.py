@@ -19,8 +19,8 @@ from keyplane.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 _EVENTS_DESCRIPTION = (
     "Event types wanted: apiKey.created, apiKey.updated, apiKey.revoked, "
     "apiKey.reactivated, apiKey.rotated, apiKey.deleted, apiKey.expiringSoon, "
-    "apiKey.expired, apiKey.restrictedByPolicy, user.created, user.deactivated, "
-    "user.deleted."
+    "apiKey.expired, apiKey.restrictedByPolicy, apiKey.leaked, user.created, "
+    "user.deactivated, user.deleted."
 )
 
 
