@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyplane.api_keys import endpoints as api_keys
-from keyplane.api_keys.schemas import ApiKeyVerify, verification_json
+from keyplane.api_keys.verification_schemas import ApiKeyVerify, verification_json
 from keyplane.auth.dependencies import authenticate_request, request_credentials
 from keyplane.auth.principal import Principal
 from keyplane.kit.middleware import is_json_content_type

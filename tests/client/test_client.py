@@ -18,7 +18,7 @@ from keyplane.client import (
     PermissionDenied,
     ValidationError,
 )
-from keyplane.client._core import TOKEN_RENEW_AFTER_SECONDS
+from keyplane.client._transport import TOKEN_RENEW_AFTER_SECONDS
 from keyplane.kit.db import transaction
 from keyplane.kit.keys import is_well_formed_api_key
 from keyplane.kit.time import utcnow

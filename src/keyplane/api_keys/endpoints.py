@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from keyplane.api_keys import leaks, rotation, service
+from keyplane.api_keys import feed, leaks, rotation, service, verification
 from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.api_keys.schemas import (
     ApiKeyActiveState,
@@ -20,10 +20,12 @@ from keyplane.api_keys.schemas import (
     ApiKeyRotate,
     ApiKeyRotated,
     ApiKeyUpdate,
-    ApiKeyVerification,
-    ApiKeyVerify,
     api_key_read,
     restriction_changes,
+)
+from keyplane.api_keys.verification_schemas import (
+    ApiKeyVerification,
+    ApiKeyVerify,
     verification_response,
 )
 from keyplane.auth.dependencies import CurrentPrincipal
@@ -121,12 +123,12 @@ async def verify_api_key(
 
 async def verification_of(
     body: ApiKeyVerify, principal: Principal, runtime: Runtime, request: Request
-) -> service.Verification:
+) -> verification.Verification:
     """The verify route's work before its answer is rendered: the same for FastAPI's route
     and for the verification plane (keyplane.verification_plane), which renders it
     itself."""
     # No request session: the answer comes from the key cache (a miss reads on its own).
-    result = await service.verify_api_key(
+    result = await verification.verify_api_key(
         runtime,
         principal,
         body.key,
@@ -146,7 +148,7 @@ HEARTBEAT_SECONDS = 15.0
 CREDENTIAL_CHECK_SECONDS = 5.0
 
 
-def _sse(event: service.FeedEvent) -> bytes:
+def _sse(event: feed.FeedEvent) -> bytes:
     return f"event: {event.name}\ndata: {json.dumps(event.data)}\n\n".encode()
 
 
@@ -155,7 +157,7 @@ async def _feed(
 ) -> AsyncIterator[bytes]:
     if subscription is None:
         # No "ready": a subscriber must not trust this feed; it asks verify and retries.
-        yield _sse(service.FeedEvent("resync", {}))
+        yield _sse(feed.FeedEvent("resync", {}))
         return
     loop = asyncio.get_running_loop()
     # With ``leases``, a ``lease`` event every quarter lease says for how long what this
@@ -163,7 +165,7 @@ async def _feed(
     lease_every = runtime.lease.heartbeat_seconds if leases else HEARTBEAT_SECONDS
     try:
         ready: dict[str, str | float] = {"leaseSeconds": runtime.lease.seconds} if leases else {}
-        yield _sse(service.FeedEvent("ready", ready))
+        yield _sse(feed.FeedEvent("ready", ready))
         # The first lease at once (until it comes, nothing is trusted); a heartbeat later.
         next_tick = loop.time() + (0.0 if leases else HEARTBEAT_SECONDS)
         next_check = loop.time() + CREDENTIAL_CHECK_SECONDS
@@ -172,12 +174,12 @@ async def _feed(
             if now >= next_tick:
                 if leases:
                     remaining = round(runtime.lease.remaining(), 3)
-                    yield _sse(service.FeedEvent("lease", {"seconds": remaining}))
+                    yield _sse(feed.FeedEvent("lease", {"seconds": remaining}))
                 else:
                     yield b": heartbeat\n\n"
                 next_tick = now + lease_every
             if now >= next_check:
-                if not await service.feed_credential_in_force(runtime, principal):
+                if not await feed.feed_credential_in_force(runtime, principal):
                     return
                 next_check = now + CREDENTIAL_CHECK_SECONDS
             try:
@@ -186,7 +188,7 @@ async def _feed(
                 )
             except TimeoutError:
                 continue
-            event = await service.invalidation_event(runtime, principal, subscription, item)
+            event = await feed.invalidation_event(runtime, principal, subscription, item)
             if event is not None:
                 yield _sse(event)
                 if event.last:
@@ -222,7 +224,7 @@ async def api_key_invalidations(
     its cache only until ``s`` seconds (less a margin for the network) after each lease
     event therefore stops trusting it, when this worker is frozen or cut off, before any
     change it missed has answered."""
-    subscription = service.subscribe_invalidations(runtime, principal)
+    subscription = feed.subscribe_invalidations(runtime, principal)
     return StreamingResponse(
         _feed(runtime, principal, subscription, leases),
         media_type="text/event-stream",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,21 +14,12 @@ from keyplane.api_keys.repository import ApiKeyFilters
 from keyplane.audit import service as audit
 from keyplane.audit.actions import Action, ResourceKind
 from keyplane.auth import policy
-from keyplane.auth import repository as auth_repository
-from keyplane.auth import restrictions as key_restrictions
-from keyplane.auth import service as auth
-from keyplane.auth.key_cache import KeySnapshot
-from keyplane.auth.principal import AuthMethod, Principal
+from keyplane.auth.principal import Principal
 from keyplane.events.service import emit
 from keyplane.events.types import EventType
-from keyplane.kit.db import single_read, single_statement, transaction
 from keyplane.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from keyplane.kit.invalidation import Invalidation, InvalidationKind, publish
-from keyplane.kit.invalidation_feed import FeedItem, Subscription
-from keyplane.kit.key_refusals import MALFORMED, NOT_FOUND, KeyRefusal
+from keyplane.kit.invalidation import Invalidation, publish
 from keyplane.kit.keys import generate_api_key, key_hint
-from keyplane.kit.permission_query import cached_permission_query, missing_permissions
-from keyplane.kit.shared_limits import LimitDecision
 from keyplane.kit.time import rfc3339, utcnow
 from keyplane.models import ApiKey, Role, User
 from keyplane.policies import service as key_policy
@@ -386,116 +375,6 @@ async def set_api_key_active(
     return key
 
 
-class VerificationCode(StrEnum):
-    VALID = "VALID"
-    REVOKED = "REVOKED"
-    EXPIRED = "EXPIRED"
-    ROTATED = "ROTATED"
-    NOT_FOUND = "NOT_FOUND"
-    USER_INACTIVE = "USER_INACTIVE"
-    MALFORMED = "MALFORMED"
-    FORBIDDEN_ADDRESS = "FORBIDDEN_ADDRESS"
-    INSUFFICIENT_PERMISSIONS = "INSUFFICIENT_PERMISSIONS"
-    RATE_LIMITED = "RATE_LIMITED"
-    USAGE_EXCEEDED = "USAGE_EXCEEDED"
-
-
-@dataclass(frozen=True, slots=True)
-class Verification:
-    code: VerificationCode
-    key: KeySnapshot | None = None
-    # Only when this answer depends on more than the key (then it is not memoised).
-    missing_permissions: tuple[str, ...] = ()
-    rate_limit: LimitDecision | None = None
-    credits_remaining: int | None = None
-
-    @property
-    def valid(self) -> bool:
-        return self.code is VerificationCode.VALID
-
-    @property
-    def depends_on_the_call(self) -> bool:
-        return bool(self.missing_permissions) or (
-            self.rate_limit is not None or self.credits_remaining is not None
-        )
-
-
-async def verify_api_key(
-    runtime: Runtime,
-    principal: Principal,
-    value: str,
-    *,
-    permissions: str | None = None,
-    client_address: str | None = None,
-    cost: int = 1,
-) -> Verification:
-    """What a tenant's own service asks about a key its caller presented. Decided by the
-    same lookup (the key cache, with its invalidation guarantees) and the same rule as a
-    key presented to Keyplane itself (``auth.service.key_verdict``), then the key's
-    restrictions in the order of ``auth.restrictions``: the caller's address (``client
-    Address``), the ``permissions`` query, the key's rate limits, and its credits, of which
-    a valid answer spends ``cost`` (0: check only)."""
-    policy.require_key_verifier(principal)
-    found = await auth.find_api_key(runtime, value.strip())
-    # Scoped here rather than in a query: the snapshot is shared by every tenant's lookups,
-    # and a key of another tenant must read exactly like one that does not exist.
-    if isinstance(found, KeyRefusal) or found.tenant_uid != principal.tenant_uid:
-        unknown = found if found is MALFORMED else NOT_FOUND
-        return Verification(VerificationCode(unknown.verify_code))
-    now = utcnow()
-    refusal = auth.key_verdict(found, now)
-    if refusal is not None:
-        return Verification(VerificationCode(refusal.verify_code), found)
-    if key_restrictions.address_refused(found, client_address):
-        return Verification(VerificationCode.FORBIDDEN_ADDRESS, found)
-    if permissions is not None:
-        query = cached_permission_query(permissions)
-        if not query.is_satisfied_by(found.permissions):
-            missing = tuple(missing_permissions(query, found.permissions))
-            return Verification(VerificationCode.INSUFFICIENT_PERMISSIONS, found, missing)
-    decision = await key_restrictions.rate_limit(runtime, found)
-    if decision is not None and not decision.allowed:
-        return Verification(VerificationCode.RATE_LIMITED, found, rate_limit=decision)
-    remaining: int | None = None
-    if found.credits_remaining is not None:
-        remaining = await _spend_credits(runtime, found, cost, now)
-        if remaining is None:
-            return Verification(VerificationCode.USAGE_EXCEEDED, found, rate_limit=decision)
-    runtime.last_used.record(found.key_uid, now)
-    return Verification(
-        VerificationCode.VALID, found, rate_limit=decision, credits_remaining=remaining
-    )
-
-
-async def _spend_credits(
-    runtime: Runtime, found: KeySnapshot, cost: int, now: datetime
-) -> int | None:
-    """The uses left after spending ``cost`` (None: not enough). Spent in the database,
-    in one atomic statement: credits are someone's money, so every instance counts on
-    the same row. A key left with none is announced to every instance, whose API then
-    refuses it from its cache too."""
-    if cost == 0:
-        left_now = await single_read(
-            runtime.read_engine,
-            lambda connection: auth_repository.credits_left(
-                connection, found.key_uid, found.credits_refill, now
-            ),
-        )
-        return left_now if left_now else None
-    left = await single_statement(
-        runtime.read_engine,
-        lambda connection: auth_repository.spend_credits(
-            connection, found.key_uid, cost, found.credits_refill, now
-        ),
-    )
-    if left == 0:
-        # The API door refuses a key without uses from its cache: every instance must
-        # learn of it, so the snapshot goes, and comes back with the count.
-        async with transaction(runtime.sessionmaker) as session:
-            await publish(session, Invalidation.key(found.key_uid))
-    return left
-
-
 async def revoke_api_key(session: AsyncSession, principal: Principal, uid: str) -> ApiKey:
     return await set_api_key_active(session, principal, uid, False)
 
@@ -513,84 +392,3 @@ async def delete_api_key(session: AsyncSession, principal: Principal, uid: str) 
     await publish(session, Invalidation.key(key.uid))
     audit.record(session, principal, Action.API_KEY_DELETE, ResourceKind.API_KEY, key.uid, key.name)
     await emit(session, principal, EventType.API_KEY_DELETED, api_key=key, user=owner)
-
-
-# --- the invalidation feed (GET /v1/apiKeys/invalidations) -----------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEvent:
-    """One server-sent event: ``key`` (``keyUid``), ``user`` (``userUid``), ``resync``
-    (drop every cached answer), ``ready`` or ``lease``. ``last``: the feed closes after
-    it."""
-
-    name: str
-    data: dict[str, str | float]
-    last: bool = False
-
-
-RESYNC_EVENT = FeedEvent("resync", {})
-
-
-def subscribe_invalidations(runtime: Runtime, principal: Principal) -> Subscription | None:
-    """A feed of the changes to the caller's tenant's keys, authorised as verifying keys
-    is. ``None`` while this worker's invalidation channel is down: it could not promise
-    to pass on every change."""
-    policy.require_key_verifier(principal)
-    return runtime.invalidation_feed.subscribe(principal.tenant_uid)
-
-
-async def feed_credential_in_force(runtime: Runtime, principal: Principal) -> bool:
-    """Whether a feed's subscriber may go on listening. When it cannot be told (the
-    database is unreachable), no: the feed ends, and its subscriber falls back to verify
-    and subscribes again, authorised again."""
-    try:
-        async with transaction(runtime.sessionmaker, writes=False) as session:
-            return await auth.credential_in_force(session, principal)
-    except Exception:
-        return False
-
-
-async def _tenant_of(runtime: Runtime, invalidation: Invalidation) -> str | None:
-    async with transaction(runtime.sessionmaker, writes=False) as session:
-        if invalidation.kind is InvalidationKind.KEY:
-            return await repository.tenant_of_key(session, invalidation.uid)
-        return await users.tenant_of_user(session, invalidation.uid)
-
-
-async def invalidation_event(
-    runtime: Runtime, principal: Principal, subscription: Subscription, item: FeedItem
-) -> FeedEvent | None:
-    """What a subscriber is told about one invalidation its worker applied: nothing when
-    it concerns another tenant. The invalidation carries only a uid, so the tenant comes
-    from this worker's key cache when it holds the key or user (read before the cache
-    dropped it), else from one indexed lookup."""
-    if subscription.ended:
-        # Fell behind, or the worker's channel went down: what follows may have gaps.
-        return FeedEvent("resync", {}, last=True)
-    invalidation = item.invalidation
-    if invalidation is None or invalidation.kind is InvalidationKind.ALL:
-        return RESYNC_EVENT
-    tenant_uid = item.tenant_uid
-    if tenant_uid is None:
-        try:
-            tenant_uid = await _tenant_of(runtime, invalidation)
-        except Exception:
-            # Cannot tell whose it is: end the feed (its middleware drops everything and
-            # asks verify until it is back) rather than skip a change that may be its own.
-            return FeedEvent("resync", {}, last=True)
-        if tenant_uid is None:
-            # Deleted since: whose it was can no longer be told. An opaque resync to every
-            # subscriber says nothing about which tenant changed what, and drops it for sure.
-            return RESYNC_EVENT
-    if tenant_uid != principal.tenant_uid:
-        return None
-    if invalidation.kind is InvalidationKind.KEY:
-        # A change to the subscriber's own key (revoked?) ends the feed: its next
-        # subscription is authorised again.
-        own = (
-            principal.method is AuthMethod.API_KEY and invalidation.uid == principal.credential_uid
-        )
-        return FeedEvent("key", {"keyUid": invalidation.uid}, last=own)
-    own = invalidation.uid == principal.user_uid
-    return FeedEvent("user", {"userUid": invalidation.uid}, last=own)

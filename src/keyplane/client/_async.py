@@ -10,16 +10,17 @@ from typing import Any, TypeVar
 import httpx
 
 from keyplane.client import _core as calls
+from keyplane.client import _transport as sending
 from keyplane.client import _webhooks as webhook_calls
 from keyplane.client._core import (
     UNCHANGED,
     Call,
     Change,
-    Credentials,
     Page,
     Restrictions,
     Unchanged,
 )
+from keyplane.client._transport import Credentials
 from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError, NotFound
 from keyplane.client.models import (
     ApiKey,
@@ -65,7 +66,7 @@ class AsyncClient:
         max_retries: int = calls.DEFAULT_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = calls.resolve_base_url(base_url)
+        self.base_url = sending.resolve_base_url(base_url)
         self._credentials = Credentials.resolve(api_key, email, org, password, token, token_age)
         self._max_retries = max_retries
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
@@ -101,8 +102,8 @@ class AsyncClient:
                 )
             except httpx.TransportError as error:
                 delay = (
-                    calls.retry_delay(call, attempt, self._max_retries, None)
-                    if calls.is_safe_to_resend(call, error)
+                    sending.retry_delay(call, attempt, self._max_retries, None)
+                    if sending.is_safe_to_resend(call, error)
                     else None
                 )
                 if delay is None:
@@ -110,9 +111,9 @@ class AsyncClient:
                         f"Cannot reach Keyplane at {self.base_url}: {error!r}"
                     ) from error
             else:
-                delay = calls.retry_delay(call, attempt, self._max_retries, response)
+                delay = sending.retry_delay(call, attempt, self._max_retries, response)
                 if delay is None:
-                    return calls.result(call, response)
+                    return sending.result(call, response)
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -141,7 +142,7 @@ class AsyncClient:
         except KeyplaneError as error:
             if not (call.authenticated and self._credentials.can_log_in):
                 raise
-            if not calls.is_expired_session(error):
+            if not sending.is_expired_session(error):
                 raise
             await self.login()
             return await self._send(call)
@@ -312,7 +313,7 @@ class AsyncClient:
             ) as response:
                 if not response.is_success:
                     await response.aread()
-                    calls.result(call, response)
+                    sending.result(call, response)
                 name, data = "message", list[str]()
                 async for line in response.aiter_lines():
                     if not line:

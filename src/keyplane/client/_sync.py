@@ -9,16 +9,17 @@ from typing import Any, TypeVar
 import httpx
 
 from keyplane.client import _core as calls
+from keyplane.client import _transport as sending
 from keyplane.client import _webhooks as webhook_calls
 from keyplane.client._core import (
     UNCHANGED,
     Call,
     Change,
-    Credentials,
     Page,
     Restrictions,
     Unchanged,
 )
+from keyplane.client._transport import Credentials
 from keyplane.client.errors import AuthenticationError, ConnectionFailed, KeyplaneError, NotFound
 from keyplane.client.models import (
     ApiKey,
@@ -64,7 +65,7 @@ class Client:
         max_retries: int = calls.DEFAULT_RETRIES,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.base_url = calls.resolve_base_url(base_url)
+        self.base_url = sending.resolve_base_url(base_url)
         self._credentials = Credentials.resolve(api_key, email, org, password, token, token_age)
         self._max_retries = max_retries
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
@@ -100,8 +101,8 @@ class Client:
                 )
             except httpx.TransportError as error:
                 delay = (
-                    calls.retry_delay(call, attempt, self._max_retries, None)
-                    if calls.is_safe_to_resend(call, error)
+                    sending.retry_delay(call, attempt, self._max_retries, None)
+                    if sending.is_safe_to_resend(call, error)
                     else None
                 )
                 if delay is None:
@@ -109,9 +110,9 @@ class Client:
                         f"Cannot reach Keyplane at {self.base_url}: {error!r}"
                     ) from error
             else:
-                delay = calls.retry_delay(call, attempt, self._max_retries, response)
+                delay = sending.retry_delay(call, attempt, self._max_retries, response)
                 if delay is None:
-                    return calls.result(call, response)
+                    return sending.result(call, response)
             time.sleep(delay)
             attempt += 1
 
@@ -140,7 +141,7 @@ class Client:
         except KeyplaneError as error:
             if not (call.authenticated and self._credentials.can_log_in):
                 raise
-            if not calls.is_expired_session(error):
+            if not sending.is_expired_session(error):
                 raise
             self.login()
             return self._send(call)
