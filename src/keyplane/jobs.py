@@ -5,6 +5,7 @@ from __future__ import annotations
 from keyplane.kit.background import PeriodicJob
 from keyplane.notifications import worker as notifications
 from keyplane.policies import sweep
+from keyplane.retention import prune_history
 from keyplane.runtime import Runtime
 from keyplane.webhooks import worker as webhooks
 
@@ -15,4 +16,5 @@ JOBS: tuple[PeriodicJob[Runtime], ...] = (
     PeriodicJob("expiry notices", notifications.queue_expiry_notices, every=12),
     PeriodicJob("expiry digests", notifications.queue_digests, every=12),
     PeriodicJob("inactivity sweep", sweep.revoke_inactive_keys, every=12),
+    PeriodicJob("prune history", prune_history, every=120),
 )

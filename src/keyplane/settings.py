@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     webhook_retry_seconds: int = Field(default=86400, ge=1)
     # An endpoint whose every delivery has failed for this long is disabled.
     webhook_disable_after_seconds: int = Field(default=3 * 86400, ge=1)
+    # How long finished webhook events (with their deliveries) and notifications no longer
+    # waiting to be mailed are kept (keyplane.retention).
+    webhook_retention_days: int = Field(default=30, ge=1)
+    notification_retention_days: int = Field(default=180, ge=1)
 
     # Leak reports (POST /v1/apiKeys/leaks, unauthenticated): per client address, and at
     # most this many values per report.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select, tuple_, update
+from sqlalchemy import Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
@@ -192,3 +192,26 @@ async def tenant_keys_expiring_between(
 async def set_expiry_digest(session: AsyncSession, user: User, on: bool) -> None:
     user.expiry_digest = on
     await session.flush()
+
+
+async def delete_old_notifications(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Deletes up to ``limit`` notifications written before ``before`` that are no longer
+    waiting to be mailed; how many went."""
+    uids = list(
+        await session.scalars(
+            select(Notification.uid)
+            .where(
+                Notification.created_at < before,
+                Notification.status != NotificationStatus.PENDING,
+            )
+            .order_by(Notification.created_at)
+            .limit(limit)
+        )
+    )
+    if uids:
+        await session.execute(
+            delete(Notification)
+            .where(Notification.uid.in_(uids))
+            .execution_options(synchronize_session=False)
+        )
+    return len(uids)

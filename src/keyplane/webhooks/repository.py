@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from keyplane.auth.principal import Principal
@@ -157,3 +157,37 @@ async def endpoint_for_update(session: AsyncSession, uid: str) -> WebhookEndpoin
         .execution_options(populate_existing=True)
     )
     return await session.scalar(statement)
+
+
+async def delete_finished_events(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Deletes up to ``limit`` events written before ``before`` none of whose deliveries is
+    still pending, with their deliveries; how many events went."""
+    pending = (
+        select(WebhookDelivery.uid)
+        .where(
+            WebhookDelivery.event_uid == WebhookEvent.uid,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .exists()
+    )
+    uids = list(
+        await session.scalars(
+            select(WebhookEvent.uid)
+            .where(WebhookEvent.created_at < before, ~pending)
+            .order_by(WebhookEvent.created_at)
+            .limit(limit)
+        )
+    )
+    if not uids:
+        return 0
+    await session.execute(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.event_uid.in_(uids))
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(WebhookEvent)
+        .where(WebhookEvent.uid.in_(uids))
+        .execution_options(synchronize_session=False)
+    )
+    return len(uids)
