@@ -40,8 +40,9 @@ run: install
 	@KEYPLANE_ENV=development $(BIN)/keyplane serve
 
 lint: install
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	# The whole tree: ruff also formats the Python blocks of README.md.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy
