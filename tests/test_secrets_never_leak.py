@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import select
 
 from keyplane.app import create_app
+from keyplane.events.types import ALL_EVENT_TYPES
 from keyplane.kit.db import transaction
 from keyplane.kit.keys import (
     API_KEY_PREFIX,
@@ -78,6 +79,9 @@ class Capture:
 @dataclass
 class Secrets:
     keys: set[str] = field(default_factory=set)
+    # Secrets issued elsewhere than KEY_ISSUED (a rotation, a webhook signing secret):
+    # the one response label where each may appear.
+    issued_at: dict[str, str] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     forbidden: set[str] = field(default_factory=set)
 
@@ -163,6 +167,48 @@ async def _flow(served: Served, world: World, secrets: Secrets) -> None:
     ).status_code == 204
     gone = await user.get("/v1/users/info", headers={"ApiKey": spare})
     assert gone.json()["code"] == "ApiKeyInvalid"
+
+    # A webhook endpoint (its signing secret, and every event of this flow in its outbox).
+    endpoint = await user.post(
+        "/v1/webhooks/endpoints",
+        json={"url": "https://hooks.example.com/keyplane", "events": list(ALL_EVENT_TYPES)},
+        headers=world.admin.headers,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    secrets.keys.add(endpoint.json()["secret"])
+    secrets.issued_at[endpoint.json()["secret"]] = "POST /v1/webhooks/endpoints -> 201: body"
+
+    # Rotated: the new value is issued by the rotation, and both work during the grace.
+    rotate_uid, before_rotation = await create_key(world.alice.headers, "alice rotating")
+    rotated = await user.post(
+        f"/v1/apiKeys/{rotate_uid}/rotate",
+        json={"gracePeriodSeconds": 3600},
+        headers=world.alice.headers,
+    )
+    assert rotated.status_code == 201, rotated.text
+    after_rotation = rotated.json()["apiKey"]
+    secrets.keys.add(after_rotation)
+    secrets.issued_at[after_rotation] = f"POST /v1/apiKeys/{rotate_uid}/rotate -> 201: body"
+    for key in (before_rotation, after_rotation):
+        assert (await user.get("/v1/users/info", headers={"ApiKey": key})).status_code == 200
+
+    # Reported leaked, with a made-up value beside it: the real one is revoked (and its
+    # owner told, its webhook event written), and neither value is kept or shown.
+    _leaky_uid, leaky = await create_key(world.alice.headers, "alice leaky")
+    made_up_leak = generate_api_key()
+    secrets.forbidden.add(made_up_leak)
+    reported = await user.post(
+        "/v1/apiKeys/leaks",
+        json={
+            "leaks": [
+                {"value": leaky, "url": "https://gist.example/1", "source": "gist"},
+                {"value": made_up_leak, "url": "https://gist.example/2", "source": "gist"},
+            ]
+        },
+    )
+    assert reported.status_code == 202, reported.text
+    leaked = await user.get("/v1/users/info", headers={"ApiKey": leaky})
+    assert leaked.json()["code"] == "ApiKeyRevoked"
 
     # Users and passwords: created with one, a refused change, a changed one.
     created = await user.post(
@@ -327,7 +373,7 @@ async def test_no_secret_leaks_anywhere(served: Served, caplog: pytest.LogCaptur
     await runtime.last_used.flush(runtime.sessionmaker)
 
     places = [*capture.places, *_log_lines(caplog), *await _table_rows(runtime)]
-    assert len(secrets.keys) == 4
+    assert len(secrets.keys) == 8
     assert len(secrets.tokens) >= 7
     assert any(label.startswith("log keyplane.access") for label, _ in places)
     assert any(label.startswith("log sqlalchemy.engine") for label, _ in places)
@@ -341,12 +387,15 @@ async def test_no_secret_leaks_anywhere(served: Served, caplog: pytest.LogCaptur
     def random_part(key: str) -> str:
         return key[len(API_KEY_PREFIX) : -CHECKSUM_LENGTH]
 
+    def issued(key: str) -> list[str]:
+        return [secrets.issued_at.get(key, KEY_ISSUED)]
+
     leaks = [
-        *(f"key {key[:6]}… in {found(key)}" for key in secrets.keys if found(key) != [KEY_ISSUED]),
+        *(f"key {key[:6]}… in {found(key)}" for key in secrets.keys if found(key) != issued(key)),
         *(
             f"key {key[:6]}…: random part in {found(random_part(key))}"
             for key in secrets.keys
-            if found(random_part(key)) != [KEY_ISSUED]
+            if key.startswith(API_KEY_PREFIX) and found(random_part(key)) != issued(key)
         ),
         *(
             f"token {token[:6]}… in {found(token)}"
