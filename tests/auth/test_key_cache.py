@@ -183,9 +183,11 @@ def test_an_entry_is_due_for_refresh_ahead_of_its_max_age_and_served_until_then(
     clock.now += 7.9
     assert cache.get("hash-1") == snapshot(1)
     assert not cache.refresh_due("hash-1")
+    assert cache.lookup("hash-1") == (snapshot(1), False)
     clock.now += 0.2
     assert cache.get("hash-1") == snapshot(1)
     assert cache.refresh_due("hash-1")
+    assert cache.lookup("hash-1") == (snapshot(1), True)
     # A refresh stores the entry again: due again only later.
     cache.put(snapshot(1), cache.generation)
     assert not cache.refresh_due("hash-1")
@@ -193,6 +195,7 @@ def test_an_entry_is_due_for_refresh_ahead_of_its_max_age_and_served_until_then(
     # Never past the max age, refreshed or not.
     assert cache.get("hash-1") is None
     assert not cache.refresh_due("hash-1")
+    assert cache.lookup("hash-1") == (None, False)
 
 
 def test_one_refresh_per_key_and_a_few_at_a_time() -> None:

@@ -4,6 +4,7 @@ and checksum alone, before anything is hashed or looked up."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, cast
 
 import pytest
@@ -147,6 +148,13 @@ def test_hashes_are_keyed_and_tell_keys_apart(
         assert not hasher.matches(other, digest)
     if other_secret != secret:
         assert SecretHasher(other_secret).hash(key) != digest
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80), st.binary(max_size=200))
+def test_the_hash_is_hmac_sha256(value: str, secret: bytes) -> None:
+    # Secrets longer than SHA-256's block are hashed first, as HMAC does.
+    expected = hmac.digest(secret, value.encode("ascii"), "sha256").hex()
+    assert SecretHasher(secret).hash(value) == expected
 
 
 class _NoHashing:

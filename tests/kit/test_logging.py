@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from keyplane.kit.keys import generate_api_key
-from keyplane.kit.logging import log_config
+from keyplane.kit.logging import PLAIN_FORMAT, SingleLineFormatter, log_config
 from keyplane.settings import Settings
 from tests.helpers import wait_until
 from tests.live import server_process
@@ -47,6 +47,26 @@ def test_backslashes_and_tabs_are_kept_as_they_are() -> None:
     # Fields escaped at their source (the access log's path) are not escaped twice.
     formatted = _formatter().format(_record("path /a\\x0d\tb"))
     assert formatted.endswith("path /a\\x0d\tb")
+
+
+@pytest.mark.parametrize(
+    "message", ['127.0.0.1 "GET /v1/users/info" 200 0.4ms ref=ab', "forged\r\n\u2028line\x00"]
+)
+def test_an_access_line_queued_as_a_tuple_reads_as_a_record_would(message: str) -> None:
+    formatter = _formatter()
+    assert isinstance(formatter, SingleLineFormatter)
+    for created in (1_796_000_000.0, 1_796_000_000.999, 1_796_000_001.5004):
+        record = logging.LogRecord("keyplane.access", logging.INFO, "", 0, message, None, None)
+        record.created = created
+        record.msecs = int(created * 1000) % 1000 + 0.0
+        expected = logging.Formatter(PLAIN_FORMAT)
+        expected.formatMessage = formatter.formatMessage  # type: ignore[method-assign]
+        assert formatter.format_info(created, "keyplane.access", message) == expected.format(record)
+        assert formatter.format(record) == expected.format(record)
+
+
+def test_other_formats_are_formatted_from_a_record() -> None:
+    assert SingleLineFormatter("%(message)s").format_info(1.0, "x", "y") is None
 
 
 def test_tracebacks_keep_their_lines() -> None:

@@ -120,22 +120,28 @@ class KeyCache:
         return len(self._negative)
 
     def get(self, key_hash: str) -> KeySnapshot | None:
+        return self.lookup(key_hash)[0]
+
+    def lookup(self, key_hash: str) -> tuple[KeySnapshot | None, bool]:
+        """The live entry, if any, and whether it is old enough to be read again ahead of
+        its max age (``REFRESH_AHEAD``): one clock reading and one lookup for both."""
         if not self.enabled or not self.lease_valid():
             self.misses += 1
-            return None
+            return None, False
         found = self._entries.get(key_hash)
         if found is None:
             self.misses += 1
-            return None
+            return None, False
         snapshot, stored_at = found
-        if self._clock() - stored_at > self.max_age:
+        age = self._clock() - stored_at
+        if age > self.max_age:
             self._drop(key_hash)
             self.misses += 1
-            return None
+            return None, False
         # Least recently used goes first when the cache is full: busy keys stay.
         self._entries.move_to_end(key_hash)
         self.hits += 1
-        return snapshot
+        return snapshot, age > self.max_age * REFRESH_AHEAD
 
     def refresh_due(self, key_hash: str) -> bool:
         """Whether a live entry is old enough to be read again ahead of its max age."""

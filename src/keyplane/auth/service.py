@@ -141,9 +141,9 @@ async def _key_snapshot(runtime: Runtime, key_hash: str) -> KeySnapshot | None:
     """From the cache when it holds a fresh entry, else from the database (and cached).
     An entry near its max age is still served, and read again in the background."""
     cache = runtime.key_cache
-    cached = cache.get(key_hash)
+    cached, refresh_due = cache.lookup(key_hash)
     if cached is not None:
-        if cache.refresh_due(key_hash):
+        if refresh_due:
             _refresh_in_background(runtime, key_hash)
         return cached
     if cache.is_known_unknown(key_hash):

@@ -13,11 +13,41 @@ from typing import Any, TextIO
 
 from keyplane.kit.text import single_line
 
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 class SingleLineFormatter(logging.Formatter):
     """Every record's message on one line: a value that a client sent (a path, a header, an
     email) and that some message quotes cannot forge a log line. Tracebacks, which the
     formatter appends after the message, keep their lines."""
+
+    # The local time of the last second formatted, as (second, text): every line of that
+    # second shares it, instead of a localtime() and a strftime() per line.
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(  # noqa: N802 (logging's name)
+        self, record: logging.LogRecord, datefmt: str | None = None
+    ) -> str:
+        if datefmt is not None or self.converter is not time.localtime:
+            return super().formatTime(record, datefmt)
+        return f"{self._local_second(int(record.created))},{int(record.msecs):03d}"
+
+    def _local_second(self, second: int) -> str:
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime(self.default_time_format, time.localtime(second)))
+            self._second = cached
+        return cached[1]
+
+    def format_info(self, created: float, name: str, message: str) -> str | None:
+        """The line of an INFO record of ``name`` with this message, made without a
+        ``LogRecord`` when this formatter uses the plain format (None otherwise)."""
+        if self._fmt != PLAIN_FORMAT or self.datefmt is not None:
+            return None
+        if self.converter is not time.localtime:
+            return None
+        msecs = int(created * 1000) % 1000
+        return f"{self._local_second(int(created))},{msecs:03d} INFO {name}: {single_line(message)}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         escaped = single_line(record.message)
@@ -89,6 +119,16 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
         record.message = message
         return record
 
+    def _line(self, entry: logging.LogRecord | tuple[float, str, str]) -> str:
+        if isinstance(entry, tuple):
+            formatter = self.writer_formatter
+            if isinstance(formatter, SingleLineFormatter):
+                line = formatter.format_info(*entry)
+                if line is not None:
+                    return line
+            entry = self._record(entry)
+        return self.writer_formatter.format(entry)
+
     def _write(self) -> None:
         stop = False
         while not stop:
@@ -100,11 +140,11 @@ class QueuedStreamHandler(logging.handlers.QueueHandler):
                 if entry is _STOP:
                     stop = True
                     break
-                record = self._record(entry) if isinstance(entry, tuple) else entry
                 try:
-                    lines.append(self.writer_formatter.format(record) + "\n")
+                    lines.append(self._line(entry) + "\n")
                 except Exception:
-                    lines.append(f"unformattable log record from {record.name}\n")
+                    name = entry[1] if isinstance(entry, tuple) else entry.name
+                    lines.append(f"unformattable log record from {name}\n")
             if lines:
                 try:
                     self.stream.write("".join(lines))
@@ -163,7 +203,7 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
         "formatters": {
             "plain": {
                 "()": SingleLineFormatter,
-                "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                "fmt": PLAIN_FORMAT,
             },
         },
         "handlers": {

@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from email.message import Message as MimeHeader
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -69,6 +70,10 @@ def is_json_content_type(value: str) -> bool:
 def decode_json_text(body: bytes) -> str | None:
     """The body as text, in the encoding JSON allows (UTF-8, -16 or -32, detected as the
     parser detects it), or None when it is not valid in that encoding."""
+    # The common case, without detect_encoding's tests: ASCII with no NUL in the first two
+    # bytes (the marks of UTF-16 and UTF-32) is UTF-8, and so decodes as ASCII.
+    if body.isascii() and b"\x00" not in body[:2]:
+        return body.decode("ascii")
     try:
         return body.decode(json.detect_encoding(body), "surrogatepass")
     except (UnicodeDecodeError, LookupError):
@@ -80,6 +85,9 @@ def json_nesting_exceeds(body: bytes | str, limit: int) -> bool:
     are decoded first: brackets in UTF-16 are not the ASCII bytes a byte scan looks for."""
     text = body if isinstance(body, str) else decode_json_text(body)
     if text is None:
+        return False
+    # Each level opens with a bracket: with no more of them than the limit, no need to look.
+    if text.count("[") + text.count("{") <= limit:
         return False
     depth = 0
     for token in _JSON_TOKENS.finditer(text):
@@ -130,6 +138,33 @@ def _form_has_unstorable(body: bytes, media_type: str) -> bool:
     return False
 
 
+def _with_common_headers(
+    own: Iterable[tuple[bytes, bytes]], request_id: str, cacheable: bool
+) -> list[tuple[bytes, bytes]]:
+    """A response's headers, then its request id, the security headers, and the default
+    policy and caching headers unless it set its own."""
+    headers = list(own)
+    has_policy = has_cache_control = has_pragma = no_store = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-security-policy":
+            has_policy = True
+        elif lowered == b"cache-control":
+            has_cache_control = True
+            no_store = no_store or (name, value) == _NO_STORE[0]
+        elif lowered == b"pragma":
+            has_pragma = True
+    headers.append((b"x-request-id", request_id.encode()))
+    headers.extend(_SECURITY_HEADERS)
+    if not has_policy:
+        headers.append(_DEFAULT_CSP)
+    if not cacheable and not has_cache_control:
+        headers.extend(_NO_STORE)
+    elif not has_pragma and no_store:
+        headers.append(_NO_STORE[1])
+    return headers
+
+
 class RequestContextMiddleware:
     """Gives each request a reference (the ``ref`` of error bodies and ``X-Request-Id``)
     and its client address, refuses credentials in the query string, bodies that are too
@@ -169,17 +204,9 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                headers.extend(_SECURITY_HEADERS)
-                names = {name.lower() for name, _ in headers}
-                if _DEFAULT_CSP[0] not in names:
-                    headers.append(_DEFAULT_CSP)
-                if not cacheable and b"cache-control" not in names:
-                    headers.extend(_NO_STORE)
-                elif b"pragma" not in names and (b"cache-control", b"no-store") in headers:
-                    headers.append(_NO_STORE[1])
-                message["headers"] = headers
+                message["headers"] = _with_common_headers(
+                    message.get("headers", ()), request_id, cacheable
+                )
             await send(message)
 
         try:

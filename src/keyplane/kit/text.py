@@ -108,7 +108,7 @@ def unstorable_json_field(text: str) -> str | None:
     is left to the parser, which refuses it with its own message."""
     # A raw NUL is not valid JSON (control characters must be escaped): the parser refuses
     # it. Raw surrogates are, once decoded the way the parser decodes bytes.
-    if _SURROGATE.search(text) is not None:
+    if not text.isascii() and _SURROGATE.search(text) is not None:
         return ""
     if _SUSPICIOUS_ESCAPE.search(text) is None:
         return None
@@ -152,6 +152,9 @@ def escape_for_log(value: str) -> str:
     """One log record stays one line, whatever a client put in a path or a header: control
     and line-breaking characters become visible escapes (and so does the backslash, so that
     an escape cannot be forged either)."""
+    # Most values need nothing: printable ASCII (no control characters) without a backslash.
+    if value.isascii() and value.isprintable() and "\\" not in value:
+        return value
     return _LOG_UNSAFE.sub(_escape_char, value)
 
 
