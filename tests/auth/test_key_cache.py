@@ -180,11 +180,11 @@ def test_an_entry_is_due_for_refresh_ahead_of_its_max_age_and_served_until_then(
     clock = FakeClock()
     cache = enabled_cache(clock, max_age_seconds=10.0)
     cache.put(snapshot(1), cache.generation)
-    clock.now += 7.9
+    clock.now += 4.9
     assert cache.get("hash-1") == snapshot(1)
     assert not cache.refresh_due("hash-1")
     assert cache.lookup("hash-1") == (snapshot(1), False)
-    clock.now += 0.2
+    clock.now += 3.2
     assert cache.get("hash-1") == snapshot(1)
     assert cache.refresh_due("hash-1")
     assert cache.lookup("hash-1") == (snapshot(1), True)
@@ -196,6 +196,22 @@ def test_an_entry_is_due_for_refresh_ahead_of_its_max_age_and_served_until_then(
     assert cache.get("hash-1") is None
     assert not cache.refresh_due("hash-1")
     assert cache.lookup("hash-1") == (None, False)
+
+
+def test_keys_read_together_come_due_for_refresh_at_different_ages() -> None:
+    # After a restart every busy key is read within seconds: refreshing them all in the
+    # same second would be a burst of reads on the database, and a stall on this worker.
+    clock = FakeClock()
+    cache = enabled_cache(clock, max_age_seconds=10.0, max_entries=1000)
+    for number in range(200):
+        cache.put(snapshot(number), cache.generation)
+    due_by_second = []
+    for _ in range(9):
+        clock.now += 1.0
+        due_by_second.append(sum(cache.refresh_due(f"hash-{n}") for n in range(200)))
+    assert due_by_second[:4] == [0, 0, 0, 0]
+    assert 0 < due_by_second[5] < due_by_second[6] < 200
+    assert due_by_second[7:] == [200, 200]
 
 
 def test_one_refresh_per_key_and_a_few_at_a_time() -> None:

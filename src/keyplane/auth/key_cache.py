@@ -5,10 +5,11 @@ Rules, each of them a reason an entry is not used:
   says "valid", it says what the database said.
 - Any change that can turn a key invalid invalidates it here and, through the channel, in
   every other worker and instance (``keyplane.kit.invalidation``).
-- An entry older than ``max_age`` is read again, even with a healthy channel. One read
-  again after ``REFRESH_AHEAD`` of that age is still served, and refreshed in the
-  background (one refresh per key, a few at a time), so that a busy key never makes a
-  request wait for the database at its max age.
+- An entry older than ``max_age`` is read again, even with a healthy channel. One used
+  after ``REFRESH_EARLIEST`` to ``REFRESH_AHEAD`` of that age (a point drawn per entry, so
+  that keys first read together, as after a restart, do not all come due together) is still
+  served, and refreshed in the background (one refresh per key, a few at a time), so that a
+  busy key never makes a request wait for the database at its max age.
 - While the channel is down the cache is off: every request reads through.
 - A read that overlaps an invalidation does not fill the cache (``generation``), so a
   snapshot taken before a revoke committed cannot outlive the revoke.
@@ -18,6 +19,7 @@ keys does not reach the database each time.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -29,7 +31,8 @@ from keyplane.kit.credits import Refill
 from keyplane.kit.invalidation import Invalidation, InvalidationKind
 from keyplane.kit.shared_limits import RateLimit
 
-# The share of the max age after which a used entry is read again in the background.
+# The shares of the max age between which a used entry is read again in the background.
+REFRESH_EARLIEST = 0.5
 REFRESH_AHEAD = 0.8
 MAX_REFRESHES = 8
 
@@ -91,7 +94,8 @@ class KeyCache:
         self.max_negative_entries = max_negative_entries
         self.negative_ttl = negative_ttl_seconds
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[KeySnapshot, float]] = OrderedDict()
+        # Each entry: its snapshot, when it was stored, and the age at which it is refreshed.
+        self._entries: OrderedDict[str, tuple[KeySnapshot, float, float]] = OrderedDict()
         self._negative: OrderedDict[str, float] = OrderedDict()
         self._by_key: dict[str, str] = {}
         self._by_user: dict[str, set[str]] = {}
@@ -124,7 +128,7 @@ class KeyCache:
 
     def lookup(self, key_hash: str) -> tuple[KeySnapshot | None, bool]:
         """The live entry, if any, and whether it is old enough to be read again ahead of
-        its max age (``REFRESH_AHEAD``): one clock reading and one lookup for both."""
+        its max age: one clock reading and one lookup for both."""
         if not self.enabled or not self.lease_valid():
             self.misses += 1
             return None, False
@@ -132,7 +136,7 @@ class KeyCache:
         if found is None:
             self.misses += 1
             return None, False
-        snapshot, stored_at = found
+        snapshot, stored_at, refresh_age = found
         age = self._clock() - stored_at
         if age > self.max_age:
             self._drop(key_hash)
@@ -141,12 +145,12 @@ class KeyCache:
         # Least recently used goes first when the cache is full: busy keys stay.
         self._entries.move_to_end(key_hash)
         self.hits += 1
-        return snapshot, age > self.max_age * REFRESH_AHEAD
+        return snapshot, age > refresh_age
 
     def refresh_due(self, key_hash: str) -> bool:
         """Whether a live entry is old enough to be read again ahead of its max age."""
         found = self._entries.get(key_hash)
-        return found is not None and self._clock() - found[1] > self.max_age * REFRESH_AHEAD
+        return found is not None and self._clock() - found[1] > found[2]
 
     def claim_refresh(self, key_hash: str) -> bool:
         """True for the one caller that may refresh the entry now; ``release_refresh``
@@ -179,7 +183,9 @@ class KeyCache:
         if not self.enabled or generation != self.generation:
             return
         self._drop(snapshot.key_hash)
-        self._entries[snapshot.key_hash] = (snapshot, self._clock())
+        # Not a secret: only when the entry is read again.
+        share = random.uniform(REFRESH_EARLIEST, REFRESH_AHEAD)  # noqa: S311
+        self._entries[snapshot.key_hash] = (snapshot, self._clock(), self.max_age * share)
         self._by_key[snapshot.key_uid] = snapshot.key_hash
         self._by_user.setdefault(snapshot.user_uid, set()).add(snapshot.key_hash)
         while len(self._entries) > self.max_entries:

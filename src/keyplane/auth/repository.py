@@ -3,13 +3,16 @@ scoped by a principal: each finds one row by a keyed hash or by tenant and email
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, case, delete, literal, or_, select, update
+from sqlalchemy import Integer, Select, bindparam, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import BindParameter
 
 from keyplane.auth.key_cache import KeySnapshot
 from keyplane.kit.credits import Refill, latest_refill_at, refill_due
@@ -19,14 +22,12 @@ from keyplane.models.base import UTCDateTime
 from keyplane.permissions.repository import role_permissions
 
 
-async def find_key_snapshot(
-    connection: AsyncConnection | AsyncSession, key_hash: str
-) -> KeySnapshot | None:
-    """What a decision on the key needs, as plain columns: no ORM objects to build on the
-    path every uncached request takes. One statement, so it may run without a transaction
-    around it (``kit.db.single_read``); a key with permission roles takes a second one for
-    the roles' permissions."""
-    statement = (
+@functools.cache
+def _snapshot_statement() -> Select[*tuple[Any, ...]]:
+    """Built once: the same statement object on every miss lets SQLAlchemy reuse its
+    compiled form and result metadata as they are, which otherwise it rebuilds or adapts
+    to each new object, at several times the cost of the database's own work."""
+    return (
         select(
             ApiKey.uid,
             ApiKey.key_hash,
@@ -58,9 +59,18 @@ async def find_key_snapshot(
         # The tenant's policy ranges travel with the snapshot; a change of them drops every
         # cached snapshot (policies.service.update_policy).
         .outerjoin(TenantPolicy, TenantPolicy.tenant_uid == ApiKey.tenant_uid)
-        .where(ApiKey.key_hash == key_hash)
+        .where(ApiKey.key_hash == bindparam("key_hash"))
     )
-    row = (await connection.execute(statement)).first()
+
+
+async def find_key_snapshot(
+    connection: AsyncConnection | AsyncSession, key_hash: str
+) -> KeySnapshot | None:
+    """What a decision on the key needs, as plain columns: no ORM objects to build on the
+    path every uncached request takes. One statement, so it may run without a transaction
+    around it (``kit.db.single_read``); a key with permission roles takes a second one for
+    the roles' permissions."""
+    row = (await connection.execute(_snapshot_statement(), {"key_hash": key_hash})).first()
     if row is None:
         return None
     columns: tuple[Any, ...] = tuple(row)
@@ -250,6 +260,45 @@ async def prune_login_lockouts(
     )
 
 
+@functools.cache
+def _spend_statement(refills: bool) -> ReturningUpdate[int | None]:
+    # Built once per shape, as ``_snapshot_statement``: a key with credits spends on every
+    # call.
+    remaining = ApiKey.credits_remaining
+    cost = bindparam("cost", type_=Integer())
+    key_uid: BindParameter[str] = bindparam("key_uid")
+    if not refills:
+        return (
+            update(ApiKey)
+            .where(ApiKey.uid == key_uid, remaining >= cost)
+            .values(credits_remaining=remaining - cost)
+            .returning(remaining)
+        )
+    owed = or_(
+        ApiKey.credits_refilled_at.is_(None),
+        ApiKey.credits_refilled_at < bindparam("refill_due_at", type_=UTCDateTime()),
+    )
+    available = case((owed, bindparam("refill_amount", type_=Integer())), else_=remaining)
+    return (
+        update(ApiKey)
+        .where(ApiKey.uid == key_uid, remaining.is_not(None), available >= cost)
+        .values(
+            credits_remaining=available - cost,
+            credits_refilled_at=case(
+                (owed, bindparam("now", type_=UTCDateTime())), else_=ApiKey.credits_refilled_at
+            ),
+        )
+        .returning(remaining)
+    )
+
+
+@functools.cache
+def _credits_statement() -> Select[int | None, datetime | None]:
+    return select(ApiKey.credits_remaining, ApiKey.credits_refilled_at).where(
+        ApiKey.uid == bindparam("key_uid")
+    )
+
+
 async def spend_credits(
     connection: AsyncConnection, key_uid: str, cost: int, refill: Refill | None, now: datetime
 ) -> int | None:
@@ -257,30 +306,12 @@ async def spend_credits(
     (``kit.credits``), in one atomic statement: concurrent spends on any instance never
     take the count below zero nor refill twice. The uses left, or None when there were
     not enough (nothing is spent then). On the credential path, by the key found."""
-    remaining = ApiKey.credits_remaining
-    if refill is None:
-        statement = (
-            update(ApiKey)
-            .where(ApiKey.uid == key_uid, remaining >= cost)
-            .values(credits_remaining=remaining - cost)
+    parameters: dict[str, Any] = {"key_uid": key_uid, "cost": cost}
+    if refill is not None:
+        parameters.update(
+            refill_amount=refill.amount, refill_due_at=latest_refill_at(refill, now), now=now
         )
-    else:
-        owed = or_(
-            ApiKey.credits_refilled_at.is_(None),
-            ApiKey.credits_refilled_at < latest_refill_at(refill, now),
-        )
-        available = case((owed, literal(refill.amount, Integer())), else_=remaining)
-        statement = (
-            update(ApiKey)
-            .where(ApiKey.uid == key_uid, remaining.is_not(None), available >= cost)
-            .values(
-                credits_remaining=available - cost,
-                credits_refilled_at=case(
-                    (owed, literal(now, UTCDateTime())), else_=ApiKey.credits_refilled_at
-                ),
-            )
-        )
-    row = (await connection.execute(statement.returning(remaining))).first()
+    row = (await connection.execute(_spend_statement(refill is not None), parameters)).first()
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -288,13 +319,7 @@ async def credits_left(
     connection: AsyncConnection, key_uid: str, refill: Refill | None, now: datetime
 ) -> int | None:
     """The uses a key has now (a refill owed counted as done), without spending any."""
-    row = (
-        await connection.execute(
-            select(ApiKey.credits_remaining, ApiKey.credits_refilled_at).where(
-                ApiKey.uid == key_uid
-            )
-        )
-    ).first()
+    row = (await connection.execute(_credits_statement(), {"key_uid": key_uid})).first()
     if row is None or row[0] is None:
         return None
     if refill is not None and refill_due(refill, row[1], now):
