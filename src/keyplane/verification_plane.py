@@ -37,7 +37,7 @@ from keyplane.api_keys import endpoints as api_keys
 from keyplane.api_keys.verification_schemas import ApiKeyVerify, verification_json
 from keyplane.auth.dependencies import authenticate_request, request_credentials
 from keyplane.auth.principal import Principal
-from keyplane.kit.middleware import is_json_content_type
+from keyplane.kit.middleware import decode_json_text, is_json_content_type
 from keyplane.runtime import Runtime
 from keyplane.users import endpoints as users
 
@@ -89,9 +89,12 @@ async def _read_json_body(request: Request) -> Any:
         body_bytes = await _body(request)
         if not body_bytes:
             return _MISSING
-        content_type = request.headers.get("content-type")
+        content_type = _first_header(request.scope, b"content-type")
         if content_type and is_json_content_type(content_type):
-            return json.loads(body_bytes)
+            # Decoded as json.loads decodes bytes (the request middleware's check did it
+            # already for this body), with its shortcut for ASCII.
+            text = decode_json_text(body_bytes)
+            return json.loads(body_bytes if text is None else text)
         return body_bytes
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
@@ -110,6 +113,14 @@ async def _read_json_body(request: Request) -> Any:
         raise
     except Exception as exc:
         raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
+
+
+def _first_header(scope: Scope, name: bytes) -> str | None:
+    """``request.headers.get(name)`` without building the header mapping."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 async def _body(request: Request) -> bytes:

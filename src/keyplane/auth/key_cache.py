@@ -25,11 +25,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyplane.kit.credits import Refill
 from keyplane.kit.invalidation import Invalidation, InvalidationKind
 from keyplane.kit.shared_limits import RateLimit
+
+if TYPE_CHECKING:
+    from keyplane.auth.principal import Principal
 
 # The shares of the max age between which a used entry is read again in the background.
 REFRESH_EARLIEST = 0.5
@@ -77,6 +80,8 @@ class KeySnapshot:
     # Answers rendered from this snapshot (e.g. verify's JSON), kept with it: they can only
     # change when the snapshot itself is replaced, and a snapshot is never changed.
     renderings: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    # The principals made from it, by client address, for the same reason (a few at most).
+    principals: dict[str, Principal] = field(default_factory=dict, compare=False, repr=False)
 
 
 class KeyCache:

@@ -120,7 +120,20 @@ async def authenticate_api_key(
     return _key_principal(found, client_address)
 
 
+# Principals kept per snapshot: a key is mostly used from a handful of addresses.
+_PRINCIPALS_PER_SNAPSHOT = 8
+
+
 def _key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
+    principal = snapshot.principals.get(client_address)
+    if principal is None:
+        principal = _new_key_principal(snapshot, client_address)
+        if len(snapshot.principals) < _PRINCIPALS_PER_SNAPSHOT:
+            snapshot.principals[client_address] = principal
+    return principal
+
+
+def _new_key_principal(snapshot: KeySnapshot, client_address: str) -> Principal:
     return Principal(
         tenant_uid=snapshot.tenant_uid,
         tenant_name=snapshot.tenant_name,

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_BASE62_SET = frozenset(BASE62_ALPHABET)
 
 API_KEY_PREFIX = "kp_"
 SESSION_TOKEN_PREFIX = "kps_"  # noqa: S105 (a prefix, not a secret)
@@ -69,11 +69,18 @@ def generate_session_token() -> str:
     return _generate(SESSION_TOKEN_PREFIX)
 
 
-def _is_well_formed(value: str, prefix: str, length: int) -> bool:
-    if len(value) != length or not value.startswith(prefix):
-        return False
-    rest = value[len(prefix) :]
-    if not _BASE62_SET.issuperset(rest):
+def _shape(prefix: str) -> re.Pattern[str]:
+    # ASCII ranges in a str pattern: no other digit or letter matches.
+    return re.compile(f"{re.escape(prefix)}[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}")
+
+
+_API_KEY_SHAPE = _shape(API_KEY_PREFIX)
+_SESSION_TOKEN_SHAPE = _shape(SESSION_TOKEN_PREFIX)
+
+
+def _is_well_formed(value: str, shape: re.Pattern[str]) -> bool:
+    # Prefix, length and alphabet in one match, then the checksum.
+    if shape.fullmatch(value) is None:
         return False
     body, check = value[:-CHECKSUM_LENGTH], value[-CHECKSUM_LENGTH:]
     return hmac.compare_digest(checksum(body), check)
@@ -81,11 +88,11 @@ def _is_well_formed(value: str, prefix: str, length: int) -> bool:
 
 def is_well_formed_api_key(value: str) -> bool:
     """Prefix, length, alphabet and checksum; says nothing about whether the key exists."""
-    return _is_well_formed(value, API_KEY_PREFIX, API_KEY_LENGTH)
+    return _is_well_formed(value, _API_KEY_SHAPE)
 
 
 def is_well_formed_session_token(value: str) -> bool:
-    return _is_well_formed(value, SESSION_TOKEN_PREFIX, SESSION_TOKEN_LENGTH)
+    return _is_well_formed(value, _SESSION_TOKEN_SHAPE)
 
 
 _SHA256_BLOCK = 64
