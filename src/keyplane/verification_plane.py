@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -45,7 +45,9 @@ from keyplane.users import endpoints as users
 Handler = Callable[[Request], Awaitable[bytes]]
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
-_VERIFY_BODY: TypeAdapter[ApiKeyVerify] = TypeAdapter(ApiKeyVerify)
+# The model's own validator: what FastAPI's validation of the body field comes to, without
+# a TypeAdapter's wrapping (a JSON body holds no objects with attributes to read).
+_VERIFY_BODY = ApiKeyVerify.__pydantic_validator__
 _JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
@@ -145,7 +147,8 @@ def _validated_verify(body: Any) -> ApiKeyVerify:
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     try:
-        return _VERIFY_BODY.validate_python(body, from_attributes=True)
+        verify: ApiKeyVerify = _VERIFY_BODY.validate_python(body)
+        return verify
     except ValidationError as exc:
         errors = [
             {**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)

@@ -49,6 +49,14 @@ def parse_address(text: str) -> IPAddress | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
+def _peer_text(text: str) -> str:
+    """The peer as the client address (no proxy trusted): normalised when it is an
+    address, as it is (a Unix socket, a test transport) otherwise."""
+    peer = parse_address(text)
+    return text if peer is None else address_text(peer)
+
+
 def _forwarded_for(element: str) -> str:
     """The ``for=`` of one element of RFC 7239's ``Forwarded`` header."""
     for pair in element.split(";"):
@@ -84,6 +92,8 @@ class ClientAddressResolver:
     def resolve(self, scope: Scope) -> str:
         client = scope.get("client")
         peer_text = str(client[0]) if client else ""
+        if not self.trusted_proxies:
+            return _peer_text(peer_text)
         peer = parse_address(peer_text)
         if peer is None:
             # A Unix socket or a test transport: nothing to normalise, nothing to trust.
@@ -107,6 +117,8 @@ class ClientAddressResolver:
 
     def forwarded_scheme(self, scope: Scope) -> str | None:
         """``http`` or ``https`` as the trusted proxy in front saw it, else None."""
+        if not self.trusted_proxies:
+            return None
         client = scope.get("client")
         peer = parse_address(str(client[0])) if client else None
         if peer is None or not self._trusted(peer):
