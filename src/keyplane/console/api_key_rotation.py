@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request, Response
 from keyplane.api_keys import rotation
 from keyplane.api_keys import service as api_keys
 from keyplane.auth.principal import Principal
-from keyplane.console.api_keys import SCOPES, TENANT, USER, Scope
+from keyplane.console.api_key_scopes import TENANT, USER, Scope, scope_of
 from keyplane.console.routing import ConsoleRoute, redirect_with_flash
 from keyplane.console.session import ConsolePrincipal, check_csrf
 from keyplane.console.templating import render
@@ -28,14 +28,6 @@ GRACE_CHOICES: tuple[tuple[str, str], ...] = (
     ("86400", "In 24 hours"),
     ("604800", "In 7 days"),
 )
-
-
-def _scope(request: Request) -> Scope:
-    path = request.url.path.strip("/")
-    for prefix, scope in SCOPES.items():
-        if path.startswith(prefix):
-            return scope
-    raise KeyError(path)
 
 
 async def _confirm_page(
@@ -62,7 +54,7 @@ async def _confirm_page(
 async def confirm_rotate(
     request: Request, uid: str, principal: ConsolePrincipal, session: DbSession
 ) -> Response:
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     return await _confirm_page(request, scope, principal, session, uid)
 
@@ -76,7 +68,7 @@ async def rotate_key(
     csrf_token: Annotated[str, Form()] = "",
     grace: Annotated[str, Form()] = "",
 ) -> Response:
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     check_csrf(runtime, principal, csrf_token)
     if grace not in dict(GRACE_CHOICES):

@@ -1,68 +1,38 @@
-"""My API Keys and Tenant Settings > API Keys: one set of pages, two scopes."""
+"""The Add New and Edit forms of an API key and its page, in My API Keys and Tenant
+Settings > API Keys (one set of pages, two scopes)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from pydantic import ValidationError
 
 from keyplane.api_keys import leaks
 from keyplane.api_keys import service as api_keys
-from keyplane.api_keys.repository import ApiKeyFilters, ApiKeyOrder
 from keyplane.api_keys.restrictions import of_key
 from keyplane.api_keys.schemas import ApiKeyCreate, ApiKeyUpdate
-from keyplane.auth import policy
 from keyplane.auth.principal import Principal
-from keyplane.console import api_key_restrictions as restriction_form
-from keyplane.console.api_key_restrictions import RestrictionErrors, RestrictionInputs
+from keyplane.console import api_key_restriction_forms as restriction_form
+from keyplane.console import api_key_restrictions as restriction_view
+from keyplane.console.api_key_restriction_forms import RestrictionErrors, RestrictionInputs
+from keyplane.console.api_key_scopes import TENANT, USER, Scope, active_users, scope_of
 from keyplane.console.routing import ConsoleRoute, redirect_with_flash
 from keyplane.console.session import ConsolePrincipal, check_csrf
 from keyplane.console.templating import render
 from keyplane.kit.db import DbSession
-from keyplane.kit.errors import Conflict, Forbidden, KeyplaneError, ValidationFailed
+from keyplane.kit.errors import Conflict, KeyplaneError, ValidationFailed
 from keyplane.kit.keys import hint_display
 from keyplane.kit.problems import describe_problem
 from keyplane.kit.time import rfc3339, utcnow
-from keyplane.models import ApiKey, ApiKeyState, Role, User
-from keyplane.runtime import Runtime, RuntimeDep
-from keyplane.users import service as users
+from keyplane.models import ApiKey, Role, User
+from keyplane.runtime import RuntimeDep
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
-PAGE_SIZE = 25
 PRESET_DAYS = ("7", "30", "60", "90")
 CsrfToken = Annotated[str, Form()]
-
-
-@dataclass(frozen=True)
-class Scope:
-    name: str
-    base_url: str
-    heading: str
-
-    def check(self, principal: Principal) -> None:
-        # A verifier has no keys to manage: even the empty "new key" form is refused.
-        policy.require_account_access(principal)
-        if self.name == "tenant" and not principal.is_tenant_admin:
-            raise Forbidden("Only tenant admins can open Tenant Settings.")
-
-    def context(self, **values: Any) -> dict[str, Any]:
-        section = "api-keys" if self.name == "tenant" else None
-        return {"scope": self.name, "base_url": self.base_url, "section": section, **values}
-
-
-USER = Scope("user", "/my/api-keys", "My API Keys")
-TENANT = Scope("tenant", "/tenant/settings/api-keys", "API Keys")
-SCOPES = {"my/api-keys": USER, "tenant/settings/api-keys": TENANT}
-
-
-async def _active_users(session: DbSession, principal: Principal) -> list[User]:
-    found, _total = await users.list_users(session, principal, 0, None)
-    return [user for user in found if user.is_active]
 
 
 def _form_errors(exc: ValidationError) -> dict[str, str]:
@@ -119,107 +89,6 @@ def _expiry(choice: str, custom_date: str, now: datetime) -> datetime | None:
     raise ValidationFailed("Choose an expiration date.", details={"field": "spec.expiry"})
 
 
-def _sort_url(scope: Scope, filters: dict[str, str], column: str) -> str:
-    direction = "desc" if filters["sort"] == column and filters["dir"] == "asc" else "asc"
-    query = {**filters, "sort": column, "dir": direction}
-    return f"{scope.base_url}?{urlencode({k: v for k, v in query.items() if v})}"
-
-
-def _page(
-    scope: Scope, filters: dict[str, str], offset: int, shown: int, total: int
-) -> dict[str, Any]:
-    def url(start: int) -> str:
-        query = {k: v for k, v in {**filters, "offset": str(start)}.items() if v and v != "0"}
-        return f"{scope.base_url}?{urlencode(query)}" if query else scope.base_url
-
-    return {
-        "first": offset + 1 if shown else 0,
-        "last": offset + shown,
-        "total": total,
-        "previous_url": url(max(0, offset - PAGE_SIZE)) if offset > 0 else None,
-        "next_url": url(offset + PAGE_SIZE) if offset + shown < total else None,
-    }
-
-
-async def _list_page(
-    request: Request,
-    scope: Scope,
-    principal: Principal,
-    session: DbSession,
-    user: str,
-    state: str,
-    sort: str,
-    direction: str,
-    offset: int,
-) -> Response:
-    scope.check(principal)
-    order = ApiKeyOrder(sort) if sort in ApiKeyOrder._value2member_map_ else ApiKeyOrder.CREATED
-    descending = direction != "asc"
-    shown_state = ApiKeyState(state) if state in ApiKeyState._value2member_map_ else None
-    filters = ApiKeyFilters(
-        user_uid=principal.user_uid if scope is USER else (user or None),
-        state=shown_state,
-        order=order,
-        descending=descending,
-    )
-    rows, total = await api_keys.list_api_keys(session, principal, filters, offset, PAGE_SIZE)
-    shown_filters = {
-        "user": user if scope is TENANT else "",
-        "state": shown_state.value if shown_state else "",
-        "sort": order.value,
-        "dir": "desc" if descending else "asc",
-    }
-    columns = [("name", "Name"), ("key", "Key"), ("description", "Description")]
-    if scope is TENANT:
-        columns.append(("user", "User Name"))
-    columns += [
-        ("expiry", "Expiration Date"),
-        ("state", "Active"),
-        ("lastUsed", "Last Used"),
-        ("created", "Created"),
-    ]
-    return render(
-        request,
-        "api_keys/list.html",
-        scope.context(
-            heading=scope.heading,
-            rows=rows,
-            users=await _active_users(session, principal) if scope is TENANT else [],
-            filters=shown_filters,
-            columns=columns,
-            sortable={"name", "user", "expiry", "lastUsed", "created"},
-            states=[(state.value, state.value.capitalize()) for state in ApiKeyState],
-            sort_url=lambda column: _sort_url(scope, shown_filters, column),
-            restriction_summary=restriction_form.key_summary,
-            page=_page(scope, shown_filters, offset, len(rows), total),
-        ),
-        principal=principal,
-    )
-
-
-def _scope(request: Request) -> Scope:
-    path = request.url.path.strip("/")
-    for prefix, scope in SCOPES.items():
-        if path.startswith(prefix):
-            return scope
-    raise KeyError(path)
-
-
-async def list_keys(
-    request: Request,
-    principal: ConsolePrincipal,
-    session: DbSession,
-    user: str = "",
-    state: str = "",
-    sort: str = "created",
-    dir: str = "desc",
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> Response:
-    return await _list_page(
-        request, _scope(request), principal, session, user, state, sort, dir, offset
-    )
-
-
 async def _render_form(
     request: Request,
     scope: Scope,
@@ -240,7 +109,7 @@ async def _render_form(
     else:
         # The tenant's form chooses the owner: every scope is offered, with who may have it.
         owner_role = principal.role if scope is USER else None
-    restrictions = await restriction_form.form_context(
+    restrictions = await restriction_view.form_context(
         session,
         principal,
         inputs,
@@ -258,7 +127,7 @@ async def _render_form(
             editing=editing,
             values=values,
             errors=errors,
-            users=await _active_users(session, principal) if choosing_owner else [],
+            users=await active_users(session, principal) if choosing_owner else [],
             show_user=choosing_owner,
             action=f"{scope.base_url}/{key.uid}/edit" if key else f"{scope.base_url}/new",
             cancel_url=scope.base_url,
@@ -281,7 +150,7 @@ async def new_key_form(
     custom_date: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
     """The form, optionally filled in (after a new login interrupted a submission)."""
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     values = {
         "name": name,
@@ -307,7 +176,7 @@ async def create_key(
     expiry: Annotated[str, Form()] = "",
     custom_date: Annotated[str, Form()] = "",
 ) -> Response:
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     check_csrf(runtime, principal, csrf_token)
     values = {
@@ -373,10 +242,10 @@ async def show_key(
     runtime: RuntimeDep,
 ) -> Response:
     """Everything about one key: its restrictions, and how often its rate limits refused."""
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     key, owner = await api_keys.get_api_key(session, principal, uid)
-    details = await restriction_form.detail_context(runtime, key, utcnow())
+    details = await restriction_view.detail_context(runtime, key, utcnow())
     sightings = await leaks.latest_sightings(session, principal, key)
     return render(
         request,
@@ -396,7 +265,7 @@ async def edit_key_form(
     expiry: Annotated[str, Query(max_length=16)] = "keep",
     custom_date: Annotated[str, Query(max_length=16)] = "",
 ) -> Response:
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     key, owner = await api_keys.get_api_key(session, principal, uid)
     values = {
@@ -431,7 +300,7 @@ async def update_key(
     expiry: Annotated[str, Form()] = "keep",
     custom_date: Annotated[str, Form()] = "",
 ) -> Response:
-    scope = _scope(request)
+    scope = scope_of(request)
     scope.check(principal)
     check_csrf(runtime, principal, csrf_token)
     key, owner = await api_keys.get_api_key(session, principal, uid)
@@ -443,7 +312,7 @@ async def update_key(
     }
     inputs = RestrictionInputs.from_form(await request.form())
     # Only what the form changes: a plain user renaming a key a tenant admin gave rate
-    # limits does not send them back (api_key_restrictions' docstring).
+    # limits does not send them back (api_key_restriction_forms' docstring).
     restrictions, errors = restriction_form.for_update(inputs, principal, of_key(key))
     try:
         expires_at = _expiry(expiry, custom_date, utcnow())
@@ -483,103 +352,11 @@ async def update_key(
     return redirect_with_flash(request, scope.base_url, f"API key “{body.metadata.name}” saved.")
 
 
-async def _change_state(
-    request: Request,
-    uid: str,
-    principal: Principal,
-    session: DbSession,
-    runtime: Runtime,
-    csrf_token: str,
-    active: bool,
-    confirm_leaked: bool = False,
-) -> Response:
-    scope = _scope(request)
-    scope.check(principal)
-    check_csrf(runtime, principal, csrf_token)
-    try:
-        key = await api_keys.set_api_key_active(
-            session, principal, uid, active, confirm_leaked=confirm_leaked
-        )
-    except Conflict as exc:
-        if exc.code == "ApiKeyLeaked" and principal.is_tenant_admin and not confirm_leaked:
-            # Nothing changed: ask the admin, who alone may put a leaked key back to work.
-            key, owner = await api_keys.get_api_key(session, principal, uid)
-            return render(
-                request,
-                "api_keys/confirm_reactivate_leaked.html",
-                scope.context(key=key, owner=owner),
-                principal=principal,
-                status_code=409,
-            )
-        return redirect_with_flash(request, scope.base_url, exc.message, "error")
-    verb = "re-activated" if active else "revoked"
-    return redirect_with_flash(request, scope.base_url, f"API key “{key.name}” {verb}.")
-
-
-async def revoke_key(
-    request: Request,
-    uid: str,
-    principal: ConsolePrincipal,
-    session: DbSession,
-    runtime: RuntimeDep,
-    csrf_token: CsrfToken = "",
-) -> Response:
-    return await _change_state(request, uid, principal, session, runtime, csrf_token, False)
-
-
-async def reactivate_key(
-    request: Request,
-    uid: str,
-    principal: ConsolePrincipal,
-    session: DbSession,
-    runtime: RuntimeDep,
-    csrf_token: CsrfToken = "",
-    confirm_leaked: Annotated[str, Form()] = "",
-) -> Response:
-    return await _change_state(
-        request, uid, principal, session, runtime, csrf_token, True, confirm_leaked == "yes"
-    )
-
-
-async def confirm_delete(
-    request: Request, uid: str, principal: ConsolePrincipal, session: DbSession
-) -> Response:
-    scope = _scope(request)
-    scope.check(principal)
-    key, owner = await api_keys.get_api_key(session, principal, uid)
-    return render(
-        request,
-        "api_keys/confirm_delete.html",
-        scope.context(key=key, owner=owner),
-        principal=principal,
-    )
-
-
-async def delete_key(
-    request: Request,
-    uid: str,
-    principal: ConsolePrincipal,
-    session: DbSession,
-    runtime: RuntimeDep,
-    csrf_token: CsrfToken = "",
-) -> Response:
-    scope = _scope(request)
-    scope.check(principal)
-    check_csrf(runtime, principal, csrf_token)
-    key, _owner = await api_keys.get_api_key(session, principal, uid)
-    await api_keys.delete_api_key(session, principal, uid)
-    return redirect_with_flash(request, scope.base_url, f"API key “{key.name}” deleted.")
-
-
 for _scope_ in (USER, TENANT):
     base = _scope_.base_url
-    router.add_api_route(base, list_keys, methods=["GET"])
+    # Registered before "{uid}", which would take "new" for a key's uid.
     router.add_api_route(f"{base}/new", new_key_form, methods=["GET"])
     router.add_api_route(f"{base}/new", create_key, methods=["POST"])
     router.add_api_route(f"{base}/{{uid}}", show_key, methods=["GET"])
     router.add_api_route(f"{base}/{{uid}}/edit", edit_key_form, methods=["GET"])
     router.add_api_route(f"{base}/{{uid}}/edit", update_key, methods=["POST"])
-    router.add_api_route(f"{base}/{{uid}}/revoke", revoke_key, methods=["POST"])
-    router.add_api_route(f"{base}/{{uid}}/reactivate", reactivate_key, methods=["POST"])
-    router.add_api_route(f"{base}/{{uid}}/delete", confirm_delete, methods=["GET"])
-    router.add_api_route(f"{base}/{{uid}}/delete", delete_key, methods=["POST"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from keyplane.console import (
+    api_key_actions,
+    api_key_list,
     api_key_policy,
     api_key_rotation,
     api_keys,
@@ -19,7 +21,9 @@ from keyplane.console import (
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
+router.include_router(api_key_list.router)
 router.include_router(api_keys.router)
+router.include_router(api_key_actions.router)
 router.include_router(api_key_rotation.router)
 router.include_router(api_key_policy.router)
 router.include_router(users.router)

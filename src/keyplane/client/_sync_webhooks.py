@@ -1,0 +1,70 @@
+"""``Client``'s webhook endpoints and deliveries (a mixin, split out to keep modules
+small; the requests themselves are built in ``_webhooks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from keyplane.client import _webhooks as webhook_calls
+from keyplane.client._bases import SyncBase
+from keyplane.client.models import WebhookDelivery, WebhookEndpoint
+
+
+class WebhooksMixin(SyncBase):
+    """``Client``'s methods for the tenant's webhook endpoints and their deliveries."""
+
+    def list_webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """The tenant's webhook endpoints (at most 20), oldest first."""
+        return self._execute(webhook_calls.list_endpoints()).items
+
+    def get_webhook_endpoint(self, uid: str) -> WebhookEndpoint:
+        return self._execute(webhook_calls.get_endpoint(uid))
+
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        description: str = "",
+        enabled: bool = True,
+    ) -> WebhookEndpoint:
+        """Register an endpoint; ``.secret`` is its signing secret, available this once."""
+        return self._execute(webhook_calls.create_endpoint(url, events, description, enabled))
+
+    def update_webhook_endpoint(
+        self,
+        uid: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+    ) -> WebhookEndpoint:
+        """Changes what is given; the rest stays as it is."""
+        current = self.get_webhook_endpoint(uid)
+        return self._execute(
+            webhook_calls.replace_endpoint(
+                uid,
+                current.url if url is None else url,
+                current.events if events is None else events,
+                current.description if description is None else description,
+                current.enabled if enabled is None else enabled,
+            )
+        )
+
+    def delete_webhook_endpoint(self, uid: str) -> None:
+        self._execute(webhook_calls.delete_endpoint(uid))
+
+    def rotate_webhook_secret(self, uid: str) -> WebhookEndpoint:
+        """A new signing secret in ``.secret`` (this once); the previous one keeps signing
+        alongside it for 24 hours."""
+        return self._execute(webhook_calls.rotate_secret(uid))
+
+    def list_webhook_deliveries(self, endpoint_uid: str) -> Iterator[WebhookDelivery]:
+        """The endpoint's deliveries, newest first."""
+        return self._pages(lambda offset: webhook_calls.list_deliveries_page(endpoint_uid, offset))
+
+    def resend_webhook_delivery(self, uid: str) -> WebhookDelivery:
+        """A new delivery of the same event (same ``webhook-id``)."""
+        return self._execute(webhook_calls.resend_delivery(uid))
